@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod engine;
 mod error;
 mod format;
 mod key;
@@ -10,5 +11,6 @@ pub mod storage;
 #[allow(unsafe_code)]
 mod sys;
 
+pub use engine::{EngineInfo, SyncLevel};
 pub use error::{Error, Result};
 pub use key::{CompositeKey, Key};

@@ -1,0 +1,208 @@
+//! Checkpoints (overlay into the trees, new log segment) and compaction (live data into a new
+//! index file). Both run with the writer locks held.
+//!
+//! Publishing order, which recovery relies on: new nodes are written past the published end
+//! of the index file and made durable; value files created since the last checkpoint are
+//! made durable; the next log segment is created; then the new checkpoint is written to the
+//! slot not in use and made durable; only then are the old segment, the old index file and
+//! obsolete value files removed. A crash at any point leaves the previous checkpoint (or the
+//! new one, once its slot is durable) complete.
+
+use super::btree::{create_index_file, index_path, IndexFile, TreeRef};
+use super::build::{copy_tree, Apply, Change, NodeWriter};
+use super::log::{segment_path, LogCursor, Segment};
+use super::{io_err, values, Engine, SyncLevel, COMPACT_MIN};
+use crate::error::Result;
+use crate::format::frame::{align8, NUM_TREES};
+use crate::format::meta::{Checkpoint, LIVE_CHECKPOINT_BUSY, LIVE_CHECKPOINT_SEQ};
+use crate::format::node::INDEX_HEADER_LEN;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Writes the overlay into the trees and starts a new log segment.
+pub(crate) fn checkpoint(eng: &Engine) -> Result<()> {
+    let sync = eng.opts.sync != SyncLevel::Off;
+    let (new, index, seg, obsolete, old_segment) = {
+        let st = eng.state.read();
+        let Some(index) = st.index.clone() else {
+            return Ok(());
+        };
+        let ckpt = &st.ckpt;
+        let mut w = NodeWriter::new(
+            Arc::clone(&index.file),
+            index.path.clone(),
+            align8(ckpt.index_len as usize) as u64,
+        );
+        let mut roots = ckpt.roots;
+        let mut freed = 0;
+        for (t, root) in roots.iter_mut().enumerate() {
+            let d = &st.overlay.trees[t];
+            if !d.cleared && d.map.is_empty() {
+                continue;
+            }
+            let old = TreeRef {
+                index: &index,
+                root: *root,
+                published: ckpt.index_len,
+                tree: t as u8,
+            };
+            let mut ap = Apply::new(Some(old), &mut w, t as u8);
+            if d.cleared {
+                ap.free_all(*root)?;
+                *root = None;
+            }
+            let changes: Vec<Change<'_>> = d
+                .map
+                .iter()
+                .map(|(k, v)| (k.as_slice(), v.as_deref()))
+                .collect();
+            *root = ap.apply(*root, &changes)?;
+            freed += ap.freed;
+        }
+        w.flush()?;
+        let index_len = w.end();
+        if sync {
+            index
+                .file
+                .sync()
+                .map_err(|e| io_err("syncing", &index.path, e))?;
+            // Value files are referenced durably from now on: make them durable first.
+            if eng.opts.sync == SyncLevel::Normal {
+                values::sync_all(
+                    &*eng.storage,
+                    &eng.dir,
+                    st.overlay.new_files.iter().map(|f| f.name.as_str()),
+                )?;
+            }
+        }
+        let seg_id = st.log.segment.id + 1;
+        let start_lsn = st.log.applied_lsn + 1;
+        let seg = Segment::create(&*eng.storage, &eng.dir, seg_id, start_lsn)?;
+        if sync {
+            seg.file
+                .sync()
+                .map_err(|e| io_err("syncing", &seg.path, e))?;
+            if eng.opts.sync == SyncLevel::Full {
+                let d = eng.dir.join("log");
+                eng.storage
+                    .sync_dir(&d)
+                    .map_err(|e| io_err("syncing directory", &d, e))?;
+            }
+        }
+        let new = Checkpoint {
+            seq: ckpt.seq + 1,
+            index_file: ckpt.index_file,
+            index_len,
+            index_live: (ckpt.index_live + w.written).saturating_sub(freed),
+            log_segment: seg_id,
+            log_start_lsn: start_lsn,
+            registers: st.registers,
+            roots,
+        };
+        (
+            new,
+            index,
+            seg,
+            st.overlay.obsolete_files.clone(),
+            st.log.segment.id,
+        )
+    };
+    publish(eng, &new)?;
+    {
+        let mut st = eng.state.write();
+        st.index = Some(index.covering(new.index_len)?);
+        st.log = LogCursor::at_start(Arc::new(seg));
+        st.overlay = Default::default();
+        st.file_bytes = 0;
+        st.ckpt = new.clone();
+    }
+    eng.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+    // The old segment and the files the checkpointed log stopped referencing can go.
+    let _ = eng
+        .storage
+        .remove_file(&segment_path(&eng.dir, old_segment));
+    for name in &obsolete {
+        values::remove(&*eng.storage, &eng.dir, name);
+    }
+    let used = new.index_len.saturating_sub(INDEX_HEADER_LEN as u64);
+    if new.index_len > COMPACT_MIN && used > eng.opts.compact_ratio * new.index_live.max(1) {
+        compact(eng)?;
+    }
+    Ok(())
+}
+
+/// Writes a checkpoint slot and makes it the current one.
+fn publish(eng: &Engine, c: &Checkpoint) -> Result<()> {
+    eng.meta.store(LIVE_CHECKPOINT_BUSY, 1);
+    eng.meta.write_slot(c)?;
+    if eng.opts.sync != SyncLevel::Off {
+        if let Err(e) = eng.meta.sync() {
+            // The slot may or may not be durable: keep every old file, refuse more writes.
+            eng.poison();
+            return Err(e);
+        }
+    }
+    eng.meta.store(LIVE_CHECKPOINT_SEQ, c.seq);
+    eng.meta.store(LIVE_CHECKPOINT_BUSY, 0);
+    Ok(())
+}
+
+/// Copies every tree into a new index file and switches to it.
+pub(crate) fn compact(eng: &Engine) -> Result<()> {
+    let sync = eng.opts.sync != SyncLevel::Off;
+    let (new, file, path, old_id) = {
+        let st = eng.state.read();
+        let Some(index) = st.index.clone() else {
+            return Ok(());
+        };
+        let ckpt = &st.ckpt;
+        let id = ckpt.index_file + 1;
+        let path = index_path(&eng.dir, id);
+        let file = create_index_file(&*eng.storage, &eng.dir, id)?;
+        let mut w = NodeWriter::new(Arc::clone(&file), path.clone(), INDEX_HEADER_LEN as u64);
+        let mut roots = [None; NUM_TREES];
+        for (t, root) in roots.iter_mut().enumerate() {
+            let old = TreeRef {
+                index: &index,
+                root: ckpt.roots[t],
+                published: ckpt.index_len,
+                tree: t as u8,
+            };
+            // The overlay is empty right after a checkpoint; anything in it is carried by
+            // the log, which this compaction does not touch.
+            *root = copy_tree(old, &mut w)?;
+        }
+        w.flush()?;
+        if sync {
+            file.sync().map_err(|e| io_err("syncing", &path, e))?;
+            let d = eng.dir.join("index");
+            eng.storage
+                .sync_dir(&d)
+                .map_err(|e| io_err("syncing directory", &d, e))?;
+        }
+        let new = Checkpoint {
+            seq: ckpt.seq + 1,
+            index_file: id,
+            index_len: w.end(),
+            index_live: w.written,
+            roots,
+            ..ckpt.clone()
+        };
+        (new, file, path, ckpt.index_file)
+    };
+    publish(eng, &new)?;
+    {
+        let mut st = eng.state.write();
+        st.index = Some(Arc::new(IndexFile::with_file(
+            path,
+            new.index_file,
+            file,
+            new.index_len,
+            None,
+        )?));
+        st.ckpt = new;
+    }
+    eng.counters.compactions.fetch_add(1, Ordering::Relaxed);
+    let _ = eng.storage.remove_file(&index_path(&eng.dir, old_id));
+    Ok(())
+}

@@ -1,0 +1,260 @@
+//! Log segments: creation, mapping, appending frames, and reading them back.
+//!
+//! Writers copy frames into a shared mapping of the segment (no system call per commit).
+//! Space is allocated beforehand with ordinary writes of zeros, so a full disk is reported as
+//! an error by those writes instead of killing the process with SIGBUS on a page fault.
+
+use super::io_err;
+use crate::error::{Error, Result};
+use crate::format::frame::{
+    decode_frame, Frame, FrameEnd, SegmentHeader, FRAME_HEADER_LEN, MAX_FRAME_PAYLOAD,
+    SEGMENT_HEADER_LEN,
+};
+use crate::storage::{OpenMode, Storage, StorageFile};
+use crate::sys::Region;
+use parking_lot::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Space is allocated in steps of this many bytes.
+const ALLOC_STEP: u64 = 1 << 20;
+/// Mappings are made this much larger than needed, to remap rarely.
+const MAP_SLACK: u64 = 16 << 20;
+
+pub(crate) fn segment_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join("log").join(format!("{id:016x}.log"))
+}
+
+/// One open log segment.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub id: u64,
+    pub path: PathBuf,
+    pub file: Arc<dyn StorageFile>,
+    pub header: SegmentHeader,
+    /// The CRC that seeds the frame chain.
+    pub seed: u32,
+    view: Mutex<SegView>,
+}
+
+#[derive(Debug)]
+struct SegView {
+    map: Arc<Region>,
+    /// Bytes of the file known to exist (files only grow).
+    file_len: u64,
+}
+
+impl Segment {
+    /// Creates a segment file (replacing an unpublished leftover of the same id) with its
+    /// header and a first allocation.
+    pub fn create(storage: &dyn Storage, dir: &Path, id: u64, start_lsn: u64) -> Result<Segment> {
+        let path = segment_path(dir, id);
+        let file = match storage.open(&path, OpenMode::CreateNew) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                // A leftover from a checkpoint that crashed before publishing it: nobody can
+                // have it mapped, since no published checkpoint names it.
+                storage
+                    .remove_file(&path)
+                    .map_err(|e| io_err("removing a stale", &path, e))?;
+                storage
+                    .open(&path, OpenMode::CreateNew)
+                    .map_err(|e| io_err("creating", &path, e))?
+            }
+            Err(e) => return Err(io_err("creating", &path, e)),
+        };
+        let header = SegmentHeader {
+            segment_id: id,
+            start_lsn,
+            salt: fastrand::u64(..),
+        };
+        let bytes = header.encode();
+        let mut first = vec![0u8; ALLOC_STEP as usize];
+        first[..SEGMENT_HEADER_LEN].copy_from_slice(&bytes);
+        file.write_at(0, &first)
+            .map_err(|e| io_err("writing", &path, e))?;
+        Self::from_file(path, file, ALLOC_STEP)
+    }
+
+    /// Opens an existing segment and checks its header.
+    pub fn open(storage: &dyn Storage, dir: &Path, id: u64) -> std::io::Result<Result<Segment>> {
+        let path = segment_path(dir, id);
+        let file = storage.open(&path, OpenMode::Existing)?;
+        let len = file.len()?;
+        Ok(Self::from_file(path, file, len))
+    }
+
+    fn from_file(path: PathBuf, file: Arc<dyn StorageFile>, file_len: u64) -> Result<Segment> {
+        let mut head = [0u8; SEGMENT_HEADER_LEN];
+        if file_len < SEGMENT_HEADER_LEN as u64 {
+            return Err(Error::corrupted(
+                &path,
+                0,
+                "log segment shorter than its header",
+            ));
+        }
+        file.read_exact_at(0, &mut head)
+            .map_err(|e| io_err("reading", &path, e))?;
+        let (header, seed) = match SegmentHeader::decode(&head) {
+            Ok(h) => h,
+            Err(Ok(found)) => {
+                return Err(Error::UnsupportedVersion {
+                    file: path,
+                    found,
+                    supported: crate::format::FORMAT_VERSION,
+                })
+            }
+            Err(Err(e)) => return Err(Error::corrupted(&path, e.offset as u64, e.detail)),
+        };
+        let map = file
+            .map((file_len + MAP_SLACK) as usize)
+            .map_err(|e| io_err("mapping", &path, e))?;
+        Ok(Segment {
+            id: header.segment_id,
+            path,
+            file,
+            header,
+            seed,
+            view: Mutex::new(SegView { map, file_len }),
+        })
+    }
+
+    /// Makes sure `off..end` is allocated in the file and covered by the mapping, writing
+    /// zeros only past both `off` (the first byte this writer may touch) and the file's end.
+    pub fn reserve(&self, off: u64, end: u64) -> Result<Arc<Region>> {
+        let mut v = self.view.lock();
+        if end > v.file_len {
+            let real = self
+                .file
+                .len()
+                .map_err(|e| io_err("reading the length of", &self.path, e))?;
+            v.file_len = v.file_len.max(real);
+        }
+        if end > v.file_len {
+            let target = end.div_ceil(ALLOC_STEP) * ALLOC_STEP;
+            let from = v.file_len.max(off);
+            if target > from {
+                let zeros = vec![0u8; (target - from) as usize];
+                self.file
+                    .write_at(from, &zeros)
+                    .map_err(|e| io_err("allocating space in", &self.path, e))?;
+            }
+            v.file_len = target;
+        }
+        self.cover(&mut v, end)?;
+        Ok(Arc::clone(&v.map))
+    }
+
+    fn cover(&self, v: &mut SegView, end: u64) -> Result<()> {
+        if end as usize > v.map.len() {
+            v.map = self
+                .file
+                .map((end.max(v.file_len) + MAP_SLACK) as usize)
+                .map_err(|e| io_err("mapping", &self.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// The mapping, extended to cover `off..end` if the file holds those bytes; `None` if the
+    /// file is shorter (the bytes do not exist).
+    fn readable(&self, off: u64, end: u64) -> Result<Option<Arc<Region>>> {
+        let mut v = self.view.lock();
+        if end > v.file_len {
+            let real = self
+                .file
+                .len()
+                .map_err(|e| io_err("reading the length of", &self.path, e))?;
+            v.file_len = v.file_len.max(real);
+            if end > v.file_len {
+                return Ok(None);
+            }
+        }
+        let _ = off;
+        self.cover(&mut v, end)?;
+        Ok(Some(Arc::clone(&v.map)))
+    }
+
+    /// Reads the frame at `off`, which must chain from `prev_crc` with LSN `lsn`. The frame's
+    /// bytes are copied out, since the mapping may be replaced while they are in use.
+    pub fn read_frame(
+        &self,
+        off: u64,
+        prev_crc: u32,
+        lsn: u64,
+    ) -> Result<Result<OwnedFrame, FrameEnd>> {
+        let head_end = off + FRAME_HEADER_LEN as u64;
+        let Some(map) = self.readable(off, head_end)? else {
+            return Ok(Err(FrameEnd::Short));
+        };
+        let Some(head) = map.slice(off as usize, FRAME_HEADER_LEN) else {
+            return Ok(Err(FrameEnd::Short));
+        };
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        if len > MAX_FRAME_PAYLOAD {
+            return Ok(Err(FrameEnd::Invalid(format!(
+                "frame length {len} exceeds the maximum"
+            ))));
+        }
+        let total = crate::format::frame::frame_len(len) as u64;
+        let Some(map) = self.readable(off, off + total)? else {
+            return Ok(Err(FrameEnd::Short));
+        };
+        let Some(bytes) = map.slice(off as usize, total as usize) else {
+            return Ok(Err(FrameEnd::Short));
+        };
+        Ok(match decode_frame(bytes, prev_crc, lsn) {
+            Ok(Frame {
+                lsn,
+                flags,
+                payload,
+                crc,
+                len,
+            }) => Ok(OwnedFrame {
+                lsn,
+                flags,
+                payload: payload.to_vec(),
+                crc,
+                len,
+            }),
+            Err(e) => Err(e),
+        })
+    }
+}
+
+/// A frame copied out of the log.
+#[derive(Debug)]
+pub(crate) struct OwnedFrame {
+    pub lsn: u64,
+    pub flags: u32,
+    pub payload: Vec<u8>,
+    pub crc: u32,
+    pub len: usize,
+}
+
+/// Where this handle stands in the log.
+#[derive(Clone, Debug)]
+pub(crate) struct LogCursor {
+    pub segment: Arc<Segment>,
+    /// Offset just past the last applied frame: where the next frame goes.
+    pub offset: u64,
+    /// CRC of the last applied frame (or the header's): the next frame's chain seed.
+    pub prev_crc: u32,
+    /// LSN of the last applied frame (one less than the segment's first LSN if none).
+    pub applied_lsn: u64,
+}
+
+impl LogCursor {
+    pub fn at_start(segment: Arc<Segment>) -> LogCursor {
+        LogCursor {
+            offset: SEGMENT_HEADER_LEN as u64,
+            prev_crc: segment.seed,
+            applied_lsn: segment.header.start_lsn - 1,
+            segment,
+        }
+    }
+
+    /// Bytes of frames since the segment's start.
+    pub fn bytes(&self) -> u64 {
+        self.offset - SEGMENT_HEADER_LEN as u64
+    }
+}

@@ -1,0 +1,787 @@
+//! The storage engine: a transactional store of byte-keyed trees, shared by every handle
+//! on a directory, in one process or many.
+//!
+//! * Writers take a file lock, catch up with the log, append one CRC-chained frame per
+//!   transaction through a shared mapping of the current log segment, apply the changes to
+//!   their in-memory overlay, and publish the frame's LSN in the meta file's live page.
+//! * Readers compare the published LSN and checkpoint sequence with what they have applied
+//!   (two atomic loads) and catch up when behind; they never wait for a writer.
+//! * When the log grows past a threshold, the writer checkpoints: it applies the overlay to
+//!   the copy-on-write B+trees of the index file, makes them durable, publishes the new
+//!   roots in a checkpoint slot, and starts a new log segment.
+//!
+//! `format-spec/README.md` describes the files and the protocol normatively.
+
+mod btree;
+mod build;
+mod checkpoint;
+pub(crate) mod delta;
+mod log;
+mod meta;
+mod recovery;
+pub(crate) mod values;
+mod view;
+
+pub(crate) use delta::{Delta, NewFile};
+pub(crate) use view::View;
+
+use crate::error::{Error, Result};
+use crate::format::frame::{encode_frame, FrameEnd, FLAG_FINAL, NUM_REGISTERS};
+use crate::format::meta::{
+    Checkpoint, LIVE_CHECKPOINT_BUSY, LIVE_CHECKPOINT_SEQ, LIVE_PUBLISHED_LSN,
+};
+use crate::storage::{LockKind, OpenMode, Storage, StorageFile};
+use btree::IndexFile;
+use log::{LogCursor, Segment};
+use meta::MetaFile;
+use parking_lot::{Condvar, Mutex, RwLock};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Tree ids.
+pub(crate) mod tree {
+    /// Encoded key -> record.
+    pub const PRIMARY: u8 = 0;
+    /// Rowid (big-endian) -> encoded key: insertion order.
+    pub const ROWID: u8 = 1;
+    /// Expire time (order-preserving) + rowid -> nothing.
+    pub const EXPIRE: u8 = 2;
+    /// Eviction order of the active policy + rowid -> nothing.
+    pub const CULL: u8 = 3;
+    /// Rowid -> access time or count (least-recently/frequently-used policies).
+    pub const ACCESS: u8 = 4;
+    /// Tag length + tag + rowid -> nothing (tag index).
+    pub const TAG: u8 = 5;
+    /// Setting name -> value.
+    pub const SETTINGS: u8 = 6;
+}
+
+/// Register ids.
+pub(crate) mod reg {
+    /// Number of entries (expired ones included).
+    pub const COUNT: usize = 0;
+    /// Bytes of file-backed values.
+    pub const SIZE: usize = 1;
+    /// The last rowid handed out.
+    pub const LAST_ROWID: usize = 2;
+}
+
+/// How hard the engine works to make commits durable, as SQLite's `synchronous`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SyncLevel {
+    /// Never fsync. A process crash loses nothing; an operating-system crash or power loss
+    /// may lose or damage recent data.
+    Off,
+    /// Fsync at checkpoints (default). Power loss may lose the transactions since the last
+    /// checkpoint, but the cache always reopens at a transaction boundary.
+    #[default]
+    Normal,
+    /// Fsync every commit: a commit that has returned survives power loss.
+    Full,
+}
+
+/// Engine settings.
+#[derive(Clone, Debug)]
+pub(crate) struct EngineOptions {
+    pub sync: SyncLevel,
+    /// Checkpoint when the log since the last checkpoint passes this many bytes.
+    pub checkpoint_bytes: u64,
+    /// Checkpoint when value files written since the last checkpoint pass this many bytes
+    /// (bounds what recovery must verify, and what a checkpoint must fsync).
+    pub checkpoint_file_bytes: u64,
+    /// Compact the index file when it is this many times the live data (and not tiny).
+    pub compact_ratio: u64,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            sync: SyncLevel::Normal,
+            checkpoint_bytes: 4 << 20,
+            checkpoint_file_bytes: 256 << 20,
+            compact_ratio: 2,
+        }
+    }
+}
+
+/// Transactions are split into frames of about this many payload bytes.
+const FRAME_SOFT_MAX: usize = 1 << 20;
+/// The index file is never compacted below this size.
+const COMPACT_MIN: u64 = 4 << 20;
+
+pub(crate) fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::io(format!("{what} {}", path.display()), e)
+}
+
+/// What this handle knows: a checkpoint and the log applied on top of it.
+pub(crate) struct State {
+    pub ckpt: Checkpoint,
+    pub index: Option<Arc<IndexFile>>,
+    pub log: LogCursor,
+    pub overlay: Delta,
+    pub registers: [u64; NUM_REGISTERS],
+    /// Bytes of value files created since the checkpoint.
+    pub file_bytes: u64,
+}
+
+impl State {
+    fn new(ckpt: Checkpoint, index: Arc<IndexFile>, segment: Arc<Segment>) -> State {
+        State {
+            registers: ckpt.registers,
+            ckpt,
+            index: Some(index),
+            log: LogCursor::at_start(segment),
+            overlay: Delta::default(),
+            file_bytes: 0,
+        }
+    }
+
+    /// Adds a committed transaction to the overlay.
+    fn apply(&mut self, txn: Delta) {
+        for (mine, theirs) in self.registers.iter_mut().zip(txn.registers.iter()) {
+            if let Some(v) = theirs {
+                *mine = *v;
+            }
+        }
+        self.file_bytes += txn.new_files.iter().map(|f| f.size).sum::<u64>();
+        self.overlay.absorb(txn);
+    }
+}
+
+/// Counters about the engine's work, for tests and tools.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub frames_at_open: AtomicU64,
+    pub checkpoints: AtomicU64,
+    pub compactions: AtomicU64,
+}
+
+/// A snapshot of the engine's layout, for `stats` tools and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineInfo {
+    /// Sequence number of the current checkpoint.
+    pub checkpoint_seq: u64,
+    /// Current index file id.
+    pub index_file: u64,
+    /// Published bytes of the index file.
+    pub index_len: u64,
+    /// Bytes of the index file reachable from the trees.
+    pub index_live: u64,
+    /// Current log segment id.
+    pub log_segment: u64,
+    /// Bytes of log frames since the checkpoint.
+    pub log_bytes: u64,
+    /// LSN of the last transaction this handle applied.
+    pub applied_lsn: u64,
+    /// Keys changed since the checkpoint (this handle's overlay).
+    pub overlay_entries: u64,
+    /// Log frames replayed when this handle opened the cache.
+    pub frames_replayed_at_open: u64,
+    /// Checkpoints this handle has written.
+    pub checkpoints: u64,
+    /// Compactions this handle has run.
+    pub compactions: u64,
+}
+
+/// In-process writer exclusion (the file lock excludes other processes; threads sharing one
+/// handle share its file descriptor, so they need this too).
+#[derive(Debug, Default)]
+struct Gate {
+    busy: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Gate {
+    fn acquire(&self, deadline: Instant) -> bool {
+        let mut busy = self.busy.lock();
+        while *busy {
+            if self.cv.wait_until(&mut busy, deadline).timed_out() && *busy {
+                return false;
+            }
+        }
+        *busy = true;
+        true
+    }
+
+    fn release(&self) {
+        *self.busy.lock() = false;
+        self.cv.notify_one();
+    }
+}
+
+/// One handle on a cache directory's store.
+pub(crate) struct Engine {
+    pub dir: PathBuf,
+    pub storage: Arc<dyn Storage>,
+    pub opts: EngineOptions,
+    meta: MetaFile,
+    lock: Arc<dyn StorageFile>,
+    state: RwLock<State>,
+    gate: Gate,
+    poisoned: AtomicBool,
+    pub counters: Counters,
+}
+
+/// Sleeps a little longer each time, for lock polling.
+struct Backoff(u32);
+
+impl Backoff {
+    fn wait(&mut self, deadline: Instant) -> bool {
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        if self.0 < 4 {
+            std::thread::yield_now();
+        } else {
+            let us = (20u64 << (self.0 - 4).min(6)).min(1000);
+            std::thread::sleep(Duration::from_micros(us).min(deadline - now));
+        }
+        self.0 += 1;
+        true
+    }
+}
+
+impl Engine {
+    /// Opens (creating if needed) the store in `dir`.
+    pub fn open(
+        dir: &Path,
+        storage: Arc<dyn Storage>,
+        opts: EngineOptions,
+        timeout: Duration,
+    ) -> Result<Arc<Engine>> {
+        for sub in ["log", "index", "values"] {
+            let p = dir.join(sub);
+            storage
+                .create_dir_all(&p)
+                .map_err(|e| io_err("creating directory", &p, e))?;
+        }
+        let lock_path = dir.join("lock");
+        let lock = storage
+            .open(&lock_path, OpenMode::Create)
+            .map_err(|e| io_err("opening", &lock_path, e))?;
+        let (meta, empty) = MetaFile::open(&*storage, dir)?;
+        let deadline = Instant::now() + timeout;
+        let mut backoff = Backoff(0);
+        let cold = loop {
+            if meta.try_presence(LockKind::Exclusive)? {
+                break true;
+            }
+            if meta.try_presence(LockKind::Shared)? {
+                break false;
+            }
+            // Another handle is recovering or creating the cache.
+            if !backoff.wait(deadline) {
+                return Err(Error::Timeout { removed: 0 });
+            }
+        };
+        let mut frames = 0;
+        let state = if cold {
+            // No other handle has the directory open: this one recovers it.
+            let (meta, empty) = if empty {
+                // Another opener may have created it between our open and our lock.
+                let len = meta
+                    .file
+                    .len()
+                    .map_err(|e| io_err("reading the length of", &meta.path, e))?;
+                (meta, len == 0)
+            } else {
+                (meta, false)
+            };
+            if empty {
+                recovery::initialize(&*storage, dir, &meta, opts.sync)?;
+            }
+            meta.check_header()?;
+            let (state, n) = recovery::recover(&*storage, dir, &meta)?;
+            frames = n;
+            // Keep presence, but shared: others may join now.
+            meta.release_presence()?;
+            let mut backoff = Backoff(0);
+            while !meta.try_presence(LockKind::Shared)? {
+                if !backoff.wait(deadline) {
+                    return Err(Error::Timeout { removed: 0 });
+                }
+            }
+            (meta, state)
+        } else {
+            meta.check_header()?;
+            let want = meta.load(LIVE_CHECKPOINT_SEQ);
+            let st = load_state(&*storage, dir, &meta, Some(want))?;
+            (meta, st)
+        };
+        let (meta, state) = state;
+        let eng = Arc::new(Engine {
+            dir: dir.to_path_buf(),
+            storage,
+            opts,
+            meta,
+            lock,
+            state: RwLock::new(state),
+            gate: Gate::default(),
+            poisoned: AtomicBool::new(false),
+            counters: Counters::default(),
+        });
+        if !cold {
+            let mut st = eng.state.write();
+            frames = eng.catch_up(&mut st)?;
+        }
+        eng.counters
+            .frames_at_open
+            .store(frames as u64, Ordering::Relaxed);
+        Ok(eng)
+    }
+
+    /// The meta file (live-page counters such as statistics).
+    pub fn live_add(&self, word: usize, n: u64) {
+        self.meta.add(word, n);
+    }
+
+    pub fn live_load(&self, word: usize) -> u64 {
+        self.meta.load(word)
+    }
+
+    pub fn live_store(&self, word: usize, v: u64) {
+        self.meta.store(word, v);
+    }
+
+    fn up_to_date(&self, st: &State) -> bool {
+        st.ckpt.seq == self.meta.load(LIVE_CHECKPOINT_SEQ)
+            && st.log.applied_lsn == self.meta.load(LIVE_PUBLISHED_LSN)
+    }
+
+    /// Runs `f` on an up-to-date view.
+    pub fn read<R>(&self, f: impl FnOnce(&View<'_>) -> Result<R>) -> Result<R> {
+        {
+            let st = self.state.read();
+            if self.up_to_date(&st) {
+                return f(&View {
+                    st: &st,
+                    pending: None,
+                });
+            }
+        }
+        let mut st = self.state.write();
+        if !self.up_to_date(&st) {
+            self.catch_up(&mut st)?;
+        }
+        let st = parking_lot::RwLockWriteGuard::downgrade(st);
+        f(&View {
+            st: &st,
+            pending: None,
+        })
+    }
+
+    /// Applies everything published since this handle last looked.
+    fn catch_up(&self, st: &mut State) -> Result<usize> {
+        let mut applied = 0;
+        for _ in 0..1000 {
+            let seq = self.meta.load(LIVE_CHECKPOINT_SEQ);
+            if seq != st.ckpt.seq {
+                match load_state(&*self.storage, &self.dir, &self.meta, Some(seq)) {
+                    Ok(new) => {
+                        *st = new;
+                    }
+                    Err(e) if self.meta.load(LIVE_CHECKPOINT_SEQ) != seq => {
+                        // A newer checkpoint removed what this one named; try again.
+                        let _ = e;
+                        std::thread::yield_now();
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let published = self.meta.load(LIVE_PUBLISHED_LSN);
+            match self.apply_log(st, published) {
+                Ok(n) => return Ok(applied + n),
+                Err(None) => {
+                    // The log moved under us (a checkpoint): start over.
+                    std::thread::yield_now();
+                }
+                Err(Some(e)) => return Err(e),
+            }
+            applied = 0;
+        }
+        Err(Error::corrupted(
+            self.dir.join("meta"),
+            0,
+            "the published log position never becomes readable",
+        ))
+    }
+
+    /// Applies frames up to LSN `published`. `Err(None)`: a checkpoint intervened, retry.
+    fn apply_log(
+        &self,
+        st: &mut State,
+        published: u64,
+    ) -> std::result::Result<usize, Option<Error>> {
+        let mut cur = st.log.clone();
+        let mut txn = Delta::default();
+        let mut applied = 0;
+        while cur.applied_lsn < published {
+            let f = cur
+                .segment
+                .read_frame(cur.offset, cur.prev_crc, cur.applied_lsn + 1)
+                .map_err(Some)?;
+            match f {
+                Ok(f) => {
+                    txn.apply_payload(&f.payload).map_err(|e| {
+                        Some(Error::corrupted(
+                            &cur.segment.path,
+                            cur.offset
+                                + crate::format::frame::FRAME_HEADER_LEN as u64
+                                + e.offset as u64,
+                            e.detail,
+                        ))
+                    })?;
+                    cur.offset += f.len as u64;
+                    cur.prev_crc = f.crc;
+                    cur.applied_lsn = f.lsn;
+                    applied += 1;
+                    if f.flags & FLAG_FINAL != 0 {
+                        st.apply(std::mem::take(&mut txn));
+                        st.log = cur.clone();
+                    }
+                }
+                Err(end) => {
+                    if self.meta.load(LIVE_CHECKPOINT_SEQ) != st.ckpt.seq {
+                        return Err(None);
+                    }
+                    let detail = match end {
+                        FrameEnd::Short => "log ends before the published position".to_string(),
+                        FrameEnd::Invalid(why) => why,
+                    };
+                    return Err(Some(Error::corrupted(
+                        &cur.segment.path,
+                        cur.offset,
+                        detail,
+                    )));
+                }
+            }
+        }
+        Ok(applied)
+    }
+
+    /// Begins a write transaction: takes the writer locks (waiting at most `timeout`) and
+    /// catches up with the log.
+    pub fn begin(self: &Arc<Self>, timeout: Duration) -> Result<WriteTxn> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::PreviousIo);
+        }
+        let deadline = Instant::now() + timeout;
+        if !self.gate.acquire(deadline) {
+            return Err(Error::Timeout { removed: 0 });
+        }
+        let mut txn = WriteTxn {
+            eng: Arc::clone(self),
+            pending: Delta::default(),
+            held: true,
+        };
+        let mut backoff = Backoff(0);
+        loop {
+            match self.lock.try_lock(LockKind::Exclusive) {
+                Ok(true) => break,
+                Ok(false) => {
+                    if !backoff.wait(deadline) {
+                        self.gate.release();
+                        txn.held = false;
+                        return Err(Error::Timeout { removed: 0 });
+                    }
+                }
+                Err(e) => {
+                    self.gate.release();
+                    txn.held = false;
+                    return Err(io_err("locking", &self.dir.join("lock"), e));
+                }
+            }
+        }
+        // From here on, dropping `txn` releases both locks.
+        if self.meta.load(LIVE_CHECKPOINT_BUSY) != 0 {
+            // The last checkpointer died while publishing: trust the slots, not the page.
+            let c = self.meta.best_checkpoint(None)?;
+            self.meta.store(LIVE_CHECKPOINT_SEQ, c.seq);
+            self.meta.store(LIVE_CHECKPOINT_BUSY, 0);
+        }
+        {
+            let st = self.state.read();
+            if self.up_to_date(&st) {
+                return Ok(txn);
+            }
+        }
+        let mut st = self.state.write();
+        self.catch_up(&mut st)?;
+        drop(st);
+        Ok(txn)
+    }
+
+    /// Layout and counters, for tools and tests.
+    pub fn info(&self) -> EngineInfo {
+        let st = self.state.read();
+        EngineInfo {
+            checkpoint_seq: st.ckpt.seq,
+            index_file: st.ckpt.index_file,
+            index_len: st.ckpt.index_len,
+            index_live: st.ckpt.index_live,
+            log_segment: st.log.segment.id,
+            log_bytes: st.log.bytes(),
+            applied_lsn: st.log.applied_lsn,
+            overlay_entries: st.overlay.entries as u64,
+            frames_replayed_at_open: self.counters.frames_at_open.load(Ordering::Relaxed),
+            checkpoints: self.counters.checkpoints.load(Ordering::Relaxed),
+            compactions: self.counters.compactions.load(Ordering::Relaxed),
+        }
+    }
+
+    fn poison(&self) {
+        self.poisoned.store(true, Ordering::Release);
+    }
+}
+
+/// Loads the state of checkpoint `want` (or the newest valid one).
+fn load_state(
+    storage: &dyn Storage,
+    dir: &Path,
+    meta: &MetaFile,
+    want: Option<u64>,
+) -> Result<State> {
+    let ckpt = meta.best_checkpoint(want)?;
+    let index = match IndexFile::open(storage, dir, ckpt.index_file, ckpt.index_len) {
+        Ok(r) => r?,
+        Err(e) => {
+            return Err(io_err(
+                "opening",
+                &btree::index_path(dir, ckpt.index_file),
+                e,
+            ))
+        }
+    };
+    let seg = match Segment::open(storage, dir, ckpt.log_segment) {
+        Ok(r) => r?,
+        Err(e) => {
+            return Err(io_err(
+                "opening",
+                &log::segment_path(dir, ckpt.log_segment),
+                e,
+            ))
+        }
+    };
+    check_segment(&seg, &ckpt)?;
+    Ok(State::new(ckpt, Arc::new(index), Arc::new(seg)))
+}
+
+fn check_segment(seg: &Segment, ckpt: &Checkpoint) -> Result<()> {
+    if seg.header.segment_id != ckpt.log_segment
+        || seg.header.start_lsn != ckpt.log_start_lsn
+        || seg.header.start_lsn == 0
+    {
+        return Err(Error::corrupted(
+            &seg.path,
+            16,
+            format!(
+                "segment {} starts at LSN {}, but the checkpoint expects segment {} at LSN {}",
+                seg.header.segment_id, seg.header.start_lsn, ckpt.log_segment, ckpt.log_start_lsn
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A write transaction. It holds the writer locks until committed, rolled back or dropped;
+/// its changes are visible only through [`WriteTxn::view`] until it commits.
+pub(crate) struct WriteTxn {
+    eng: Arc<Engine>,
+    pending: Delta,
+    held: bool,
+}
+
+impl WriteTxn {
+    /// Reads through the pending changes.
+    pub fn view<R>(&self, f: impl FnOnce(&View<'_>) -> R) -> R {
+        let st = self.eng.state.read();
+        f(&View {
+            st: &st,
+            pending: Some(&self.pending),
+        })
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.eng
+    }
+
+    pub fn put(&mut self, tree: u8, key: Vec<u8>, value: Vec<u8>) {
+        self.pending.put(tree, key, Some(value));
+    }
+
+    pub fn del(&mut self, tree: u8, key: Vec<u8>) {
+        self.pending.put(tree, key, None);
+    }
+
+    pub fn clear_tree(&mut self, tree: u8) {
+        self.pending.clear(tree);
+    }
+
+    pub fn set_register(&mut self, i: usize, v: u64) {
+        if let Some(r) = self.pending.registers.get_mut(i) {
+            *r = Some(v);
+        }
+    }
+
+    pub fn register(&self, i: usize) -> u64 {
+        self.view(|v| v.register(i))
+    }
+
+    /// Records a value file this transaction created (deleted if it rolls back).
+    pub fn new_file(&mut self, f: NewFile) {
+        self.pending.new_files.push(f);
+    }
+
+    /// Records a value file this transaction stops referencing (deleted once durable).
+    pub fn obsolete_file(&mut self, name: String) {
+        self.pending.obsolete_files.push(name);
+    }
+
+    /// Number of changed keys so far.
+    pub fn pending_entries(&self) -> usize {
+        self.pending.entries
+    }
+
+    /// Commits: the changes become visible to every handle at once, and the locks are
+    /// released.
+    pub fn commit(mut self) -> Result<()> {
+        let res = self.commit_inner();
+        self.release();
+        res
+    }
+
+    /// Discards the changes and releases the locks.
+    pub fn rollback(mut self) {
+        self.discard();
+        self.release();
+    }
+
+    fn discard(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        for f in pending.new_files {
+            values::remove(&*self.eng.storage, &self.eng.dir, &f.name);
+        }
+    }
+
+    fn release(&mut self) {
+        if self.held {
+            self.held = false;
+            let _ = self.eng.lock.unlock();
+            self.eng.gate.release();
+        }
+    }
+
+    fn commit_inner(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let eng = Arc::clone(&self.eng);
+        if eng.poisoned.load(Ordering::Acquire) {
+            self.discard();
+            return Err(Error::PreviousIo);
+        }
+        let cursor = eng.state.read().log.clone();
+        let payloads = self.pending.encode_payloads(FRAME_SOFT_MAX);
+        let mut bytes = Vec::with_capacity(payloads.iter().map(|p| p.len() + 32).sum());
+        let (mut crc, mut lsn) = (cursor.prev_crc, cursor.applied_lsn);
+        let last = payloads.len().saturating_sub(1);
+        for (i, p) in payloads.iter().enumerate() {
+            lsn += 1;
+            let flags = if i == last { FLAG_FINAL } else { 0 };
+            crc = encode_frame(&mut bytes, crc, lsn, flags, p);
+        }
+        let seg = Arc::clone(&cursor.segment);
+        let end = cursor.offset + bytes.len() as u64;
+        let map = match seg.reserve(cursor.offset, end) {
+            Ok(m) => m,
+            Err(e) => {
+                self.discard();
+                return Err(e);
+            }
+        };
+        if !map.write(cursor.offset as usize, &bytes) {
+            self.discard();
+            return Err(Error::corrupted(
+                &seg.path,
+                cursor.offset,
+                "log mapping too short",
+            ));
+        }
+        if eng.opts.sync == SyncLevel::Full {
+            if let Err(e) = seg.file.sync() {
+                // Durability is unknown: unpublish the frames and refuse further writes.
+                map.write(cursor.offset as usize, &[0u8; 8]);
+                eng.poison();
+                self.discard();
+                return Err(io_err("syncing", &seg.path, e));
+            }
+        }
+        let mut pending = std::mem::take(&mut self.pending);
+        let immediate_deletes = if eng.opts.sync == SyncLevel::Normal {
+            Vec::new()
+        } else {
+            std::mem::take(&mut pending.obsolete_files)
+        };
+        let need_checkpoint = {
+            let mut st = eng.state.write();
+            st.apply(pending);
+            st.log = LogCursor {
+                segment: seg,
+                offset: end,
+                prev_crc: crc,
+                applied_lsn: lsn,
+            };
+            eng.meta.store(LIVE_PUBLISHED_LSN, lsn);
+            st.log.bytes() >= eng.opts.checkpoint_bytes
+                || st.file_bytes >= eng.opts.checkpoint_file_bytes
+        };
+        // Full: the commit is durable now. Off: durability is not promised. Either way the
+        // files can go; Normal waits for the next checkpoint.
+        for name in immediate_deletes {
+            values::remove(&*eng.storage, &eng.dir, &name);
+        }
+        if need_checkpoint {
+            // The commit has succeeded; a failed checkpoint leaves the last one in force and
+            // is retried by the next commit.
+            let _ = checkpoint::checkpoint(&eng);
+        }
+        Ok(())
+    }
+
+    /// Checkpoints now (tests and tools); the transaction must have no pending changes.
+    pub fn checkpoint(&mut self) -> Result<()> {
+        if !self.pending.is_empty() {
+            return Err(Error::InvalidArgument(
+                "checkpoint inside a transaction with changes".into(),
+            ));
+        }
+        checkpoint::checkpoint(&self.eng)
+    }
+
+    /// Rewrites the index file with only live data (tests and tools).
+    pub fn compact(&mut self) -> Result<()> {
+        if !self.pending.is_empty() {
+            return Err(Error::InvalidArgument(
+                "compaction inside a transaction with changes".into(),
+            ));
+        }
+        checkpoint::checkpoint(&self.eng)?;
+        checkpoint::compact(&self.eng)
+    }
+}
+
+impl Drop for WriteTxn {
+    fn drop(&mut self) {
+        if self.held {
+            self.discard();
+            self.release();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
