@@ -1,8 +1,14 @@
 //! diskcache: a persistent, process-safe, crash-consistent disk cache.
+//!
+//! A Rust reimplementation of python-diskcache's `Cache` on a log-structured store with
+//! memory-mapped copy-on-write B+trees instead of SQLite. See the README for the tour and
+//! `format-spec/` for the on-disk format.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod cache;
+mod codec;
 mod engine;
 mod error;
 mod format;
@@ -11,6 +17,8 @@ pub mod storage;
 #[allow(unsafe_code)]
 mod sys;
 
+pub use cache::{Cache, CacheBuilder, Entry, EvictionPolicy, SetOptions, Value, ValueReader};
+pub use codec::{Bincode, Codec, Json};
 pub use engine::{EngineInfo, SyncLevel};
 pub use error::{Error, Result};
 pub use key::{CompositeKey, Key};

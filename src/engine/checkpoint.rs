@@ -9,18 +9,40 @@
 //! new one, once its slot is durable) complete.
 
 use super::btree::{create_index_file, index_path, IndexFile, TreeRef};
-use super::build::{copy_tree, Apply, Change, NodeWriter};
+use super::build::{copy_tree, Apply, Bulk, Change, NodeWriter, NODE_TARGET};
 use super::log::{segment_path, LogCursor, Segment};
-use super::{io_err, values, Engine, SyncLevel, COMPACT_MIN};
+use super::{io_err, values, Engine, SyncLevel, View, COMPACT_MIN};
 use crate::error::Result;
 use crate::format::frame::{align8, NUM_TREES};
 use crate::format::meta::{Checkpoint, LIVE_CHECKPOINT_BUSY, LIVE_CHECKPOINT_SEQ};
 use crate::format::node::INDEX_HEADER_LEN;
+use std::ops::Bound;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Writes the overlay into the trees and starts a new log segment.
+///
+/// A batch that touches much of the trees, or an index file with much dead space, is
+/// checkpointed by rewriting every tree, merged with the overlay, into a new index file
+/// (one sequential pass, no dead space); otherwise changed paths are appended
+/// copy-on-write.
 pub(crate) fn checkpoint(eng: &Engine) -> Result<()> {
+    let rewrite = {
+        let st = eng.state.read();
+        let live = st.ckpt.index_live;
+        let dead = st
+            .ckpt
+            .index_len
+            .saturating_sub(INDEX_HEADER_LEN as u64 + live);
+        // A changed key rewrites about one leaf (and its share of branches).
+        let touched = (st.overlay.entries as u64)
+            .saturating_mul(NODE_TARGET as u64 / 2)
+            .min(live);
+        dead + touched >= live
+    };
+    if rewrite {
+        return rewrite_checkpoint(eng);
+    }
     let sync = eng.opts.sync != SyncLevel::Off;
     let (new, index, seg, obsolete, old_segment) = {
         let st = eng.state.read();
@@ -37,7 +59,7 @@ pub(crate) fn checkpoint(eng: &Engine) -> Result<()> {
         let mut freed = 0;
         for (t, root) in roots.iter_mut().enumerate() {
             let d = &st.overlay.trees[t];
-            if !d.cleared && d.map.is_empty() {
+            if !d.cleared() && d.is_empty() {
                 continue;
             }
             let old = TreeRef {
@@ -47,15 +69,11 @@ pub(crate) fn checkpoint(eng: &Engine) -> Result<()> {
                 tree: t as u8,
             };
             let mut ap = Apply::new(Some(old), &mut w, t as u8);
-            if d.cleared {
+            if d.cleared() {
                 ap.free_all(*root)?;
                 *root = None;
             }
-            let changes: Vec<Change<'_>> = d
-                .map
-                .iter()
-                .map(|(k, v)| (k.as_slice(), v.as_deref()))
-                .collect();
+            let changes: Vec<Change<'_>> = d.iter().collect();
             *root = ap.apply(*root, &changes)?;
             freed += ap.freed;
         }
@@ -66,36 +84,17 @@ pub(crate) fn checkpoint(eng: &Engine) -> Result<()> {
                 .file
                 .sync()
                 .map_err(|e| io_err("syncing", &index.path, e))?;
-            // Value files are referenced durably from now on: make them durable first.
-            if eng.opts.sync == SyncLevel::Normal {
-                values::sync_all(
-                    &*eng.storage,
-                    &eng.dir,
-                    st.overlay.new_files.iter().map(|f| f.name.as_str()),
-                )?;
-            }
         }
-        let seg_id = st.log.segment.id + 1;
-        let start_lsn = st.log.applied_lsn + 1;
-        let seg = Segment::create(&*eng.storage, &eng.dir, seg_id, start_lsn)?;
-        if sync {
-            seg.file
-                .sync()
-                .map_err(|e| io_err("syncing", &seg.path, e))?;
-            if eng.opts.sync == SyncLevel::Full {
-                let d = eng.dir.join("log");
-                eng.storage
-                    .sync_dir(&d)
-                    .map_err(|e| io_err("syncing directory", &d, e))?;
-            }
-        }
+        // Value files are referenced durably from now on: make them durable first.
+        sync_new_files(eng, &st)?;
+        let seg = next_segment(eng, &st)?;
         let new = Checkpoint {
             seq: ckpt.seq + 1,
             index_file: ckpt.index_file,
             index_len,
             index_live: (ckpt.index_live + w.written).saturating_sub(freed),
-            log_segment: seg_id,
-            log_start_lsn: start_lsn,
+            log_segment: seg.id,
+            log_start_lsn: seg.header.start_lsn,
             registers: st.registers,
             roots,
         };
@@ -127,6 +126,119 @@ pub(crate) fn checkpoint(eng: &Engine) -> Result<()> {
     let used = new.index_len.saturating_sub(INDEX_HEADER_LEN as u64);
     if new.index_len > COMPACT_MIN && used > eng.opts.compact_ratio * new.index_live.max(1) {
         compact(eng)?;
+    }
+    Ok(())
+}
+
+/// Makes the value files created since the last checkpoint durable (sync `Normal`; `Full`
+/// synced each before its commit).
+fn sync_new_files(eng: &Engine, st: &super::State) -> Result<()> {
+    if eng.opts.sync == SyncLevel::Normal {
+        values::sync_all(
+            &*eng.storage,
+            &eng.dir,
+            st.overlay.new_files.iter().map(|f| f.name.as_str()),
+        )?;
+    }
+    Ok(())
+}
+
+/// Creates the log segment that follows the current one.
+fn next_segment(eng: &Engine, st: &super::State) -> Result<Segment> {
+    let seg = Segment::create(
+        &*eng.storage,
+        &eng.dir,
+        st.log.segment.id + 1,
+        st.log.applied_lsn + 1,
+    )?;
+    if eng.opts.sync != SyncLevel::Off {
+        seg.file
+            .sync()
+            .map_err(|e| io_err("syncing", &seg.path, e))?;
+        if eng.opts.sync == SyncLevel::Full {
+            let d = eng.dir.join("log");
+            eng.storage
+                .sync_dir(&d)
+                .map_err(|e| io_err("syncing directory", &d, e))?;
+        }
+    }
+    Ok(seg)
+}
+
+/// A checkpoint that writes every tree, merged with the overlay, into a new index file.
+fn rewrite_checkpoint(eng: &Engine) -> Result<()> {
+    let (new, file, path, seg, obsolete, old_segment, old_index) = {
+        let st = eng.state.read();
+        let ckpt = &st.ckpt;
+        let id = ckpt.index_file + 1;
+        let path = index_path(&eng.dir, id);
+        let file = create_index_file(&*eng.storage, &eng.dir, id)?;
+        let mut w = NodeWriter::new(Arc::clone(&file), path.clone(), INDEX_HEADER_LEN as u64);
+        let view = View {
+            st: &st,
+            pending: None,
+        };
+        let mut roots = [None; NUM_TREES];
+        for (t, root) in roots.iter_mut().enumerate() {
+            let mut bulk = Bulk::new(&mut w, t as u8);
+            for item in view.range(t as u8, Bound::Unbounded, Bound::Unbounded, false)? {
+                let (k, v) = item?;
+                bulk.push(k, v)?;
+            }
+            *root = bulk.finish()?;
+        }
+        w.flush()?;
+        if eng.opts.sync != SyncLevel::Off {
+            file.sync().map_err(|e| io_err("syncing", &path, e))?;
+            let d = eng.dir.join("index");
+            eng.storage
+                .sync_dir(&d)
+                .map_err(|e| io_err("syncing directory", &d, e))?;
+        }
+        sync_new_files(eng, &st)?;
+        let seg = next_segment(eng, &st)?;
+        let new = Checkpoint {
+            seq: ckpt.seq + 1,
+            index_file: id,
+            index_len: w.end(),
+            index_live: w.written,
+            log_segment: seg.id,
+            log_start_lsn: seg.header.start_lsn,
+            registers: st.registers,
+            roots,
+        };
+        (
+            new,
+            file,
+            path,
+            seg,
+            st.overlay.obsolete_files.clone(),
+            st.log.segment.id,
+            ckpt.index_file,
+        )
+    };
+    publish(eng, &new)?;
+    {
+        let mut st = eng.state.write();
+        st.index = Some(Arc::new(IndexFile::with_file(
+            path,
+            new.index_file,
+            file,
+            new.index_len,
+            None,
+        )?));
+        st.log = LogCursor::at_start(Arc::new(seg));
+        st.overlay = Default::default();
+        st.file_bytes = 0;
+        st.ckpt = new;
+    }
+    eng.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+    let _ = eng
+        .storage
+        .remove_file(&segment_path(&eng.dir, old_segment));
+    let _ = eng.storage.remove_file(&index_path(&eng.dir, old_index));
+    for name in &obsolete {
+        values::remove(&*eng.storage, &eng.dir, name);
     }
     Ok(())
 }

@@ -3,15 +3,171 @@
 
 use crate::format::frame::{self, Op, NUM_REGISTERS, NUM_TREES};
 use crate::format::DecodeError;
-use std::collections::BTreeMap;
+use std::collections::{btree_map, btree_set, BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 
-/// Changes to one tree.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct TreeDelta {
+/// Trees whose keys are mostly overwritten in place (the primary tree) keep their changes in
+/// a hash map, with the order in a separate set: a lookup or an overwrite is one hash probe.
+/// The others (whose keys are mostly new: times, rowids) keep a B-tree map.
+fn hashed(tree: u8) -> bool {
+    tree == super::tree::PRIMARY
+}
+
+/// Changes to one tree: new values (`None`: deleted).
+#[derive(Clone, Debug)]
+pub(crate) enum TreeDelta {
+    Ordered {
+        cleared: bool,
+        map: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    },
+    Hashed {
+        cleared: bool,
+        values: HashMap<Vec<u8>, Option<Vec<u8>>>,
+        order: BTreeSet<Vec<u8>>,
+    },
+}
+
+impl TreeDelta {
+    fn new(tree: u8) -> TreeDelta {
+        if hashed(tree) {
+            TreeDelta::Hashed {
+                cleared: false,
+                values: HashMap::new(),
+                order: BTreeSet::new(),
+            }
+        } else {
+            TreeDelta::Ordered {
+                cleared: false,
+                map: BTreeMap::new(),
+            }
+        }
+    }
+
     /// Every key the tree held before this delta is gone.
-    pub cleared: bool,
-    /// New values (`None`: deleted).
-    pub map: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    pub fn cleared(&self) -> bool {
+        match self {
+            TreeDelta::Ordered { cleared, .. } | TreeDelta::Hashed { cleared, .. } => *cleared,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            TreeDelta::Ordered { map, .. } => map.len(),
+            TreeDelta::Hashed { values, .. } => values.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The change recorded for `key`: `Some(None)` is a deletion.
+    pub fn get(&self, key: &[u8]) -> Option<Option<&[u8]>> {
+        match self {
+            TreeDelta::Ordered { map, .. } => map.get(key).map(Option::as_deref),
+            TreeDelta::Hashed { values, .. } => values.get(key).map(Option::as_deref),
+        }
+    }
+
+    /// Records a change; returns whether the key is new to this delta.
+    fn insert(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> bool {
+        match self {
+            TreeDelta::Ordered { map, .. } => map.insert(key, value).is_none(),
+            TreeDelta::Hashed { values, order, .. } => match values.get_mut(key.as_slice()) {
+                Some(slot) => {
+                    *slot = value;
+                    false
+                }
+                None => {
+                    order.insert(key.clone());
+                    values.insert(key, value);
+                    true
+                }
+            },
+        }
+    }
+
+    fn clear(&mut self) {
+        match self {
+            TreeDelta::Ordered { cleared, map } => {
+                map.clear();
+                *cleared = true;
+            }
+            TreeDelta::Hashed {
+                cleared,
+                values,
+                order,
+            } => {
+                values.clear();
+                order.clear();
+                *cleared = true;
+            }
+        }
+    }
+
+    /// The changes within bounds, in key order.
+    pub fn range<'a>(&'a self, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> DeltaRange<'a> {
+        match self {
+            TreeDelta::Ordered { map, .. } => DeltaRange::Ordered(map.range::<[u8], _>((lo, hi))),
+            TreeDelta::Hashed { values, order, .. } => DeltaRange::Hashed {
+                keys: order.range::<[u8], _>((lo, hi)),
+                values,
+            },
+        }
+    }
+
+    /// All changes, in key order.
+    pub fn iter(&self) -> DeltaRange<'_> {
+        self.range(Bound::Unbounded, Bound::Unbounded)
+    }
+
+    fn into_sorted(self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        match self {
+            TreeDelta::Ordered { map, .. } => map.into_iter().collect(),
+            TreeDelta::Hashed {
+                mut values, order, ..
+            } => order
+                .into_iter()
+                .map(|k| {
+                    let v = values.remove(&k).flatten();
+                    (k, v)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// An iterator over a delta's changes in key order, either way.
+pub(crate) enum DeltaRange<'a> {
+    Ordered(btree_map::Range<'a, Vec<u8>, Option<Vec<u8>>>),
+    Hashed {
+        keys: btree_set::Range<'a, Vec<u8>>,
+        values: &'a HashMap<Vec<u8>, Option<Vec<u8>>>,
+    },
+}
+
+impl<'a> Iterator for DeltaRange<'a> {
+    type Item = (&'a [u8], Option<&'a [u8]>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            DeltaRange::Ordered(r) => r.next().map(|(k, v)| (k.as_slice(), v.as_deref())),
+            DeltaRange::Hashed { keys, values } => keys
+                .next()
+                .map(|k| (k.as_slice(), values.get(k).and_then(Option::as_deref))),
+        }
+    }
+}
+
+impl DoubleEndedIterator for DeltaRange<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        match self {
+            DeltaRange::Ordered(r) => r.next_back().map(|(k, v)| (k.as_slice(), v.as_deref())),
+            DeltaRange::Hashed { keys, values } => keys
+                .next_back()
+                .map(|k| (k.as_slice(), values.get(k).and_then(Option::as_deref))),
+        }
+    }
 }
 
 /// A value file a transaction created.
@@ -23,20 +179,32 @@ pub(crate) struct NewFile {
 }
 
 /// Changes to every tree and register, and the value files involved.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct Delta {
     pub trees: [TreeDelta; NUM_TREES],
     pub registers: [Option<u64>; NUM_REGISTERS],
     pub new_files: Vec<NewFile>,
     pub obsolete_files: Vec<String>,
-    /// Number of keys in all tree maps (for sizing decisions).
+    /// Number of keys in all trees' changes.
     pub entries: usize,
+}
+
+impl Default for Delta {
+    fn default() -> Self {
+        Delta {
+            trees: std::array::from_fn(|t| TreeDelta::new(t as u8)),
+            registers: [None; NUM_REGISTERS],
+            new_files: Vec::new(),
+            obsolete_files: Vec::new(),
+            entries: 0,
+        }
+    }
 }
 
 impl Delta {
     pub fn is_empty(&self) -> bool {
         self.entries == 0
-            && self.trees.iter().all(|t| !t.cleared)
+            && self.trees.iter().all(|t| !t.cleared())
             && self.registers.iter().all(Option::is_none)
             && self.new_files.is_empty()
             && self.obsolete_files.is_empty()
@@ -44,7 +212,7 @@ impl Delta {
 
     pub fn put(&mut self, tree: u8, key: Vec<u8>, value: Option<Vec<u8>>) {
         if let Some(t) = self.trees.get_mut(usize::from(tree)) {
-            if t.map.insert(key, value).is_none() {
+            if t.insert(key, value) {
                 self.entries += 1;
             }
         }
@@ -52,19 +220,21 @@ impl Delta {
 
     pub fn clear(&mut self, tree: u8) {
         if let Some(t) = self.trees.get_mut(usize::from(tree)) {
-            self.entries -= t.map.len();
-            t.map.clear();
-            t.cleared = true;
+            self.entries -= t.len();
+            t.clear();
         }
     }
 
     /// Applies a later delta on top of this one.
     pub fn absorb(&mut self, later: Delta) {
         for (i, t) in later.trees.into_iter().enumerate() {
-            if t.cleared {
+            if t.cleared() {
                 self.clear(i as u8);
             }
-            for (k, v) in t.map {
+            if t.is_empty() {
+                continue;
+            }
+            for (k, v) in t.into_sorted() {
                 self.put(i as u8, k, v);
             }
         }
@@ -116,17 +286,13 @@ impl Delta {
         };
         for (i, t) in self.trees.iter().enumerate() {
             let tree = i as u8;
-            if t.cleared {
+            if t.cleared() {
                 push(Op::Clear { tree });
             }
-            for (k, v) in &t.map {
+            for (key, v) in t.iter() {
                 match v {
-                    Some(v) => push(Op::Put {
-                        tree,
-                        key: k,
-                        value: v,
-                    }),
-                    None => push(Op::Del { tree, key: k }),
+                    Some(value) => push(Op::Put { tree, key, value }),
+                    None => push(Op::Del { tree, key }),
                 }
             }
         }
@@ -156,6 +322,12 @@ impl Delta {
 mod tests {
     use super::*;
 
+    fn contents(t: &TreeDelta) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        t.iter()
+            .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)))
+            .collect()
+    }
+
     #[test]
     fn payloads_replay_to_the_same_delta() {
         let mut d = Delta::default();
@@ -177,9 +349,9 @@ mod tests {
         for p in &payloads {
             back.apply_payload(p).expect("valid");
         }
-        assert_eq!(back.trees[0].map, d.trees[0].map);
-        assert!(back.trees[3].cleared);
-        assert_eq!(back.trees[3].map, d.trees[3].map);
+        assert_eq!(contents(&back.trees[0]), contents(&d.trees[0]));
+        assert!(back.trees[3].cleared());
+        assert_eq!(contents(&back.trees[3]), contents(&d.trees[3]));
         assert_eq!(back.registers, d.registers);
         assert_eq!(back.new_files, d.new_files);
         assert_eq!(back.obsolete_files, d.obsolete_files);
@@ -188,17 +360,46 @@ mod tests {
 
     #[test]
     fn absorbing_a_clear_drops_earlier_entries() {
-        let mut a = Delta::default();
-        a.put(2, b"x".to_vec(), Some(vec![]));
-        let mut b = Delta::default();
-        b.clear(2);
-        b.put(2, b"y".to_vec(), Some(vec![]));
-        a.absorb(b);
-        assert!(a.trees[2].cleared);
-        assert_eq!(
-            a.trees[2].map.keys().collect::<Vec<_>>(),
-            vec![&b"y".to_vec()]
-        );
-        assert_eq!(a.entries, 1);
+        for tree in [0u8, 2] {
+            let mut a = Delta::default();
+            a.put(tree, b"x".to_vec(), Some(vec![]));
+            let mut b = Delta::default();
+            b.clear(tree);
+            b.put(tree, b"y".to_vec(), Some(vec![]));
+            a.absorb(b);
+            let t = &a.trees[usize::from(tree)];
+            assert!(t.cleared());
+            assert_eq!(contents(t), vec![(b"y".to_vec(), Some(vec![]))]);
+            assert_eq!(a.entries, 1);
+        }
+    }
+
+    #[test]
+    fn hashed_and_ordered_deltas_range_alike() {
+        let mut d = Delta::default();
+        for (i, k) in [b"m", b"c", b"x", b"a"].iter().enumerate() {
+            d.put(0, k.to_vec(), Some(vec![i as u8]));
+            d.put(2, k.to_vec(), Some(vec![i as u8]));
+        }
+        d.put(0, b"c".to_vec(), None);
+        d.put(2, b"c".to_vec(), None);
+        for tree in [0usize, 2] {
+            let t = &d.trees[tree];
+            let fwd: Vec<_> = t
+                .range(Bound::Included(b"b"), Bound::Excluded(b"x"))
+                .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)))
+                .collect();
+            assert_eq!(
+                fwd,
+                vec![(b"c".to_vec(), None), (b"m".to_vec(), Some(vec![0]))]
+            );
+            let back: Vec<_> = t.iter().rev().map(|(k, _)| k.to_vec()).collect();
+            assert_eq!(
+                back,
+                vec![b"x".to_vec(), b"m".to_vec(), b"c".to_vec(), b"a".to_vec()]
+            );
+            assert_eq!(t.get(b"c"), Some(None));
+            assert_eq!(t.get(b"q"), None);
+        }
     }
 }

@@ -146,6 +146,13 @@ impl MetaFile {
         self.live.atomic_u64(LIVE_OFFSET as usize + w)
     }
 
+    /// A live-page word (the mapping always covers the live page).
+    pub fn atomic(&self, w: usize) -> Result<&AtomicU64> {
+        self.word(w).ok_or_else(|| {
+            Error::corrupted(&self.path, LIVE_OFFSET + w as u64, "live page not mapped")
+        })
+    }
+
     pub fn load(&self, w: usize) -> u64 {
         self.word(w).map_or(0, |a| a.load(Ordering::Acquire))
     }

@@ -16,6 +16,7 @@ mod btree;
 mod build;
 mod checkpoint;
 pub(crate) mod delta;
+mod lock;
 mod log;
 mod meta;
 mod recovery;
@@ -27,11 +28,13 @@ pub(crate) use view::View;
 
 use crate::error::{Error, Result};
 use crate::format::frame::{encode_frame, FrameEnd, FLAG_FINAL, NUM_REGISTERS};
+use crate::format::meta::LIVE_WRITER;
 use crate::format::meta::{
     Checkpoint, LIVE_CHECKPOINT_BUSY, LIVE_CHECKPOINT_SEQ, LIVE_PUBLISHED_LSN,
 };
-use crate::storage::{LockKind, OpenMode, Storage, StorageFile};
+use crate::storage::{LockKind, Storage};
 use btree::IndexFile;
+use lock::WriterLock;
 use log::{LogCursor, Segment};
 use meta::MetaFile;
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -66,6 +69,8 @@ pub(crate) mod reg {
     pub const SIZE: usize = 1;
     /// The last rowid handed out.
     pub const LAST_ROWID: usize = 2;
+    /// Number of entries with an expire time.
+    pub const EXPIRING: usize = 4;
 }
 
 /// How hard the engine works to make commits durable, as SQLite's `synchronous`.
@@ -217,7 +222,7 @@ pub(crate) struct Engine {
     pub storage: Arc<dyn Storage>,
     pub opts: EngineOptions,
     meta: MetaFile,
-    lock: Arc<dyn StorageFile>,
+    wlock: WriterLock,
     state: RwLock<State>,
     gate: Gate,
     poisoned: AtomicBool,
@@ -258,10 +263,6 @@ impl Engine {
                 .create_dir_all(&p)
                 .map_err(|e| io_err("creating directory", &p, e))?;
         }
-        let lock_path = dir.join("lock");
-        let lock = storage
-            .open(&lock_path, OpenMode::Create)
-            .map_err(|e| io_err("opening", &lock_path, e))?;
         let (meta, empty) = MetaFile::open(&*storage, dir)?;
         let deadline = Instant::now() + timeout;
         let mut backoff = Backoff(0);
@@ -312,12 +313,13 @@ impl Engine {
             (meta, st)
         };
         let (meta, state) = state;
+        let wlock = WriterLock::create(&*storage, dir)?;
         let eng = Arc::new(Engine {
             dir: dir.to_path_buf(),
             storage,
             opts,
             meta,
-            lock,
+            wlock,
             state: RwLock::new(state),
             gate: Gate::default(),
             poisoned: AtomicBool::new(false),
@@ -477,23 +479,33 @@ impl Engine {
             eng: Arc::clone(self),
             pending: Delta::default(),
             held: true,
+            base_registers: [0; NUM_REGISTERS],
         };
+        let word = self.meta.atomic(LIVE_WRITER)?;
         let mut backoff = Backoff(0);
+        let mut next_probe = Instant::now() + Duration::from_millis(2);
         loop {
-            match self.lock.try_lock(LockKind::Exclusive) {
-                Ok(true) => break,
-                Ok(false) => {
-                    if !backoff.wait(deadline) {
+            if self.wlock.try_acquire(word) {
+                break;
+            }
+            let now = Instant::now();
+            if now >= next_probe {
+                // Waited a while: is the holder alive?
+                next_probe = now + Duration::from_millis(10);
+                match self.wlock.take_from_dead(word, &*self.storage, &self.dir) {
+                    Ok(true) => break,
+                    Ok(false) => {}
+                    Err(e) => {
                         self.gate.release();
                         txn.held = false;
-                        return Err(Error::Timeout { removed: 0 });
+                        return Err(e);
                     }
                 }
-                Err(e) => {
-                    self.gate.release();
-                    txn.held = false;
-                    return Err(io_err("locking", &self.dir.join("lock"), e));
-                }
+            }
+            if !backoff.wait(deadline) {
+                self.gate.release();
+                txn.held = false;
+                return Err(Error::Timeout { removed: 0 });
             }
         }
         // From here on, dropping `txn` releases both locks.
@@ -506,11 +518,13 @@ impl Engine {
         {
             let st = self.state.read();
             if self.up_to_date(&st) {
+                txn.base_registers = st.registers;
                 return Ok(txn);
             }
         }
         let mut st = self.state.write();
         self.catch_up(&mut st)?;
+        txn.base_registers = st.registers;
         drop(st);
         Ok(txn)
     }
@@ -535,6 +549,12 @@ impl Engine {
 
     fn poison(&self) {
         self.poisoned.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.wlock.remove(&*self.storage);
     }
 }
 
@@ -593,6 +613,8 @@ pub(crate) struct WriteTxn {
     eng: Arc<Engine>,
     pending: Delta,
     held: bool,
+    /// Register values at `begin` (the state cannot change while the locks are held).
+    base_registers: [u64; NUM_REGISTERS],
 }
 
 impl WriteTxn {
@@ -628,7 +650,10 @@ impl WriteTxn {
     }
 
     pub fn register(&self, i: usize) -> u64 {
-        self.view(|v| v.register(i))
+        match self.pending.registers.get(i) {
+            Some(Some(v)) => *v,
+            _ => self.base_registers.get(i).copied().unwrap_or(0),
+        }
     }
 
     /// Records a value file this transaction created (deleted if it rolls back).
@@ -670,7 +695,9 @@ impl WriteTxn {
     fn release(&mut self) {
         if self.held {
             self.held = false;
-            let _ = self.eng.lock.unlock();
+            if let Ok(word) = self.eng.meta.atomic(LIVE_WRITER) {
+                self.eng.wlock.release(word);
+            }
             self.eng.gate.release();
         }
     }

@@ -12,6 +12,7 @@ use super::meta::MetaFile;
 use super::{check_segment, io_err, values, State, SyncLevel};
 use crate::error::{Error, Result};
 use crate::format::frame::{FLAG_FINAL, NUM_REGISTERS, NUM_TREES};
+use crate::format::meta::LIVE_WRITER;
 use crate::format::meta::{
     Checkpoint, LIVE_CHECKPOINT_BUSY, LIVE_CHECKPOINT_SEQ, LIVE_PUBLISHED_LSN,
 };
@@ -137,6 +138,9 @@ pub(crate) fn recover(
     meta.store(LIVE_PUBLISHED_LSN, st.log.applied_lsn);
     meta.store(LIVE_CHECKPOINT_SEQ, seq);
     meta.store(LIVE_CHECKPOINT_BUSY, 0);
+    // No handle is open, so nobody holds the writer lock.
+    meta.store(LIVE_WRITER, 0);
+    super::lock::WriterLock::remove_all(storage, dir);
     remove_stale(storage, dir, current_index, current_seg);
     Ok((st, frames))
 }

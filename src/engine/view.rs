@@ -2,10 +2,9 @@
 //! log over the checkpointed trees.
 
 use super::btree::{Cursor, TreeRef};
-use super::delta::{Delta, TreeDelta};
+use super::delta::{Delta, DeltaRange, TreeDelta};
 use super::State;
 use crate::error::Result;
-use std::collections::btree_map;
 use std::ops::Bound;
 
 /// Reads of one state, optionally through a transaction's pending changes.
@@ -14,10 +13,8 @@ pub(crate) struct View<'a> {
     pub(super) pending: Option<&'a Delta>,
 }
 
-type MapRange<'a> = btree_map::Range<'a, Vec<u8>, Option<Vec<u8>>>;
-
 enum Source<'a> {
-    Map { iter: MapRange<'a>, rev: bool },
+    Map { iter: DeltaRange<'a>, rev: bool },
     Tree(Cursor<'a>),
 }
 
@@ -26,7 +23,7 @@ impl<'a> Source<'a> {
         match self {
             Source::Map { iter, rev } => {
                 let item = if *rev { iter.next_back() } else { iter.next() };
-                item.map(|(k, v)| Ok((k.as_slice(), v.as_deref())))
+                item.map(Ok)
             }
             Source::Tree(c) => c.next().map(|r| r.map(|(k, v)| (k, Some(v)))),
         }
@@ -50,14 +47,14 @@ impl<'a> View<'a> {
         if let Some(p) = self.pending {
             if let Some(d) = p.trees.get(t) {
                 layers.push(d);
-                if d.cleared {
+                if d.cleared() {
                     return (layers, false);
                 }
             }
         }
         if let Some(d) = self.st.overlay.trees.get(t) {
             layers.push(d);
-            if d.cleared {
+            if d.cleared() {
                 return (layers, false);
             }
         }
@@ -78,18 +75,18 @@ impl<'a> View<'a> {
     pub fn get(&self, tree: u8, key: &[u8]) -> Result<Option<&'a [u8]>> {
         let t = usize::from(tree);
         if let Some(d) = self.pending.and_then(|p| p.trees.get(t)) {
-            if let Some(v) = d.map.get(key) {
-                return Ok(v.as_deref());
+            if let Some(v) = d.get(key) {
+                return Ok(v);
             }
-            if d.cleared {
+            if d.cleared() {
                 return Ok(None);
             }
         }
         if let Some(d) = self.st.overlay.trees.get(t) {
-            if let Some(v) = d.map.get(key) {
-                return Ok(v.as_deref());
+            if let Some(v) = d.get(key) {
+                return Ok(v);
             }
-            if d.cleared {
+            if d.cleared() {
                 return Ok(None);
             }
         }
@@ -112,7 +109,7 @@ impl<'a> View<'a> {
             let (layers, with_tree) = self.layers(tree);
             for d in layers {
                 sources.push(Source::Map {
-                    iter: d.map.range::<[u8], _>((lo, hi)),
+                    iter: d.range(lo, hi),
                     rev,
                 });
             }

@@ -11,7 +11,6 @@ pub const SLOT_OFFSETS: [u64; 2] = [512, 1024];
 pub const SLOT_LEN: usize = 512;
 /// The live page: 64-bit words every process reads and updates through atomics.
 pub const LIVE_OFFSET: u64 = 4096;
-pub const LIVE_LEN: usize = 4096;
 pub const META_FILE_LEN: u64 = 8192;
 
 /// Live-page word: LSN of the last committed (published) frame.
@@ -24,8 +23,8 @@ pub const LIVE_HITS: usize = 16;
 pub const LIVE_MISSES: usize = 24;
 /// Live-page word: nonzero while a checkpoint is being published.
 pub const LIVE_CHECKPOINT_BUSY: usize = 32;
-/// Live-page word: segment id of the published log end.
-pub const LIVE_LOG_SEGMENT: usize = 40;
+/// Live-page word: the writer lock (0: free; else the holder's id).
+pub const LIVE_WRITER: usize = 48;
 
 /// The meta file header.
 pub fn encode_header() -> [u8; META_HEADER_LEN] {

@@ -169,8 +169,31 @@ impl<'a> Node<'a> {
     }
 
     /// The key of entry `i`.
+    #[inline]
     pub fn key(&self, i: usize) -> Result<&'a [u8], DecodeError> {
-        self.entry(i)?.lp_bytes()
+        match self.key_fast(i) {
+            Some(k) => Ok(k),
+            None => self.entry(i)?.lp_bytes(),
+        }
+    }
+
+    /// The common case of [`Node::key`] (a key shorter than 128 bytes) without the general
+    /// decoder; `None` sends the caller to the general path, which reports errors.
+    #[inline]
+    fn key_fast(&self, i: usize) -> Option<&'a [u8]> {
+        if i >= self.count {
+            return None;
+        }
+        let at = NODE_HEADER_LEN + 4 * i;
+        let off = u32::from_le_bytes(self.bytes.get(at..at + 4)?.try_into().ok()?) as usize;
+        if off < NODE_HEADER_LEN + 4 * self.count {
+            return None;
+        }
+        let n = usize::from(*self.bytes.get(off)?);
+        if n >= 0x80 {
+            return None;
+        }
+        self.bytes.get(off + 1..off + 1 + n)
     }
 
     /// The value of leaf entry `i`.

@@ -1,0 +1,138 @@
+//! Per-operation latency of the core `Cache` operations: set, get, delete, and get under the
+//! least-recently-used policy, with 100-byte values, at 10k and 1M keys.
+//!
+//! Run: `cargo bench --bench latency` (all sizes) or
+//! `cargo bench --bench latency -- --quick` (10k keys only). Prints a markdown table of
+//! median, p90, p99 and max per operation.
+
+use diskcache::{Cache, EvictionPolicy};
+use std::time::{Duration, Instant};
+
+const VALUE_LEN: usize = 100;
+const SAMPLES: usize = 100_000;
+
+fn key(i: u64) -> String {
+    format!("key-{i:010}")
+}
+
+struct Stats {
+    name: String,
+    ns: Vec<u64>,
+}
+
+impl Stats {
+    fn pct(&self, p: f64) -> Duration {
+        let i = ((self.ns.len() as f64 - 1.0) * p).round() as usize;
+        Duration::from_nanos(self.ns.get(i).copied().unwrap_or(0))
+    }
+}
+
+fn time<F: FnMut(u64)>(name: String, ops: &[u64], mut f: F) -> Stats {
+    let mut ns = Vec::with_capacity(ops.len());
+    for &k in ops {
+        let t = Instant::now();
+        f(k);
+        ns.push(t.elapsed().as_nanos() as u64);
+    }
+    ns.sort_unstable();
+    Stats { name, ns }
+}
+
+fn fmt(d: Duration) -> String {
+    let ns = d.as_nanos();
+    if ns < 10_000 {
+        format!("{:.2} us", ns as f64 / 1000.0)
+    } else if ns < 10_000_000 {
+        format!("{:.1} us", ns as f64 / 1000.0)
+    } else {
+        format!("{:.1} ms", ns as f64 / 1e6)
+    }
+}
+
+fn populate(cache: &Cache, n: u64, value: &[u8]) {
+    // Transactions of 1,000 sets: the point is the populated state, not the loading speed.
+    let mut i = 0;
+    while i < n {
+        let end = (i + 1000).min(n);
+        cache
+            .transact(|| {
+                for k in i..end {
+                    cache.set(key(k), value)?;
+                }
+                Ok(())
+            })
+            .expect("populate");
+        i = end;
+    }
+}
+
+fn run(n: u64, out: &mut Vec<Stats>) {
+    let value = vec![b'v'; VALUE_LEN];
+    let mut rng = fastrand::Rng::with_seed(n);
+    let samples = SAMPLES.min(n as usize * 10);
+    let random: Vec<u64> = (0..samples).map(|_| rng.u64(..n)).collect();
+    let label = if n >= 1_000_000 {
+        format!("{}M", n / 1_000_000)
+    } else {
+        format!("{}k", n / 1000)
+    };
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = Cache::builder()
+        .size_limit(u64::MAX)
+        .open(dir.path())
+        .expect("open");
+    populate(&cache, n, &value);
+    out.push(time(format!("set ({label} keys)"), &random, |k| {
+        cache.set(key(k), &value[..]).expect("set")
+    }));
+    out.push(time(format!("get ({label} keys)"), &random, |k| {
+        let v: Option<Vec<u8>> = cache.get(key(k)).expect("get");
+        assert!(v.is_some());
+    }));
+    let mut distinct: Vec<u64> = (0..n).collect();
+    rng.shuffle(&mut distinct);
+    distinct.truncate(samples.min(n as usize / 2));
+    out.push(time(format!("delete ({label} keys)"), &distinct, |k| {
+        assert!(cache.delete(key(k)).expect("delete"));
+    }));
+    drop(cache);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lru = Cache::builder()
+        .size_limit(u64::MAX)
+        .eviction_policy(EvictionPolicy::LeastRecentlyUsed)
+        .open(dir.path())
+        .expect("open");
+    populate(&lru, n, &value);
+    out.push(time(format!("get, LRU ({label} keys)"), &random, |k| {
+        let v: Option<Vec<u8>> = lru.get(key(k)).expect("get");
+        assert!(v.is_some());
+    }));
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let sizes: &[u64] = if quick {
+        &[10_000]
+    } else {
+        &[10_000, 1_000_000]
+    };
+    let mut all = Vec::new();
+    for &n in sizes {
+        run(n, &mut all);
+    }
+    println!("| operation | samples | median | p90 | p99 | max |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for s in &all {
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            s.name,
+            s.ns.len(),
+            fmt(s.pct(0.5)),
+            fmt(s.pct(0.9)),
+            fmt(s.pct(0.99)),
+            fmt(s.pct(1.0))
+        );
+    }
+}
