@@ -20,6 +20,11 @@ use std::fmt;
 /// An integral float is stored as the integer it equals, so a key set as `2.0` comes back as
 /// `Key::Int(2)`; [`Key::deserialize`] turns it back into an `f64` if asked.
 ///
+/// All sequences encode alike: a tuple, an array and a `Vec` with equal elements are one key
+/// (python-diskcache tells a tuple from a list), and any of them reads back as the others.
+/// A sequence made only of `u8` is a byte string, so an empty sequence of any element type
+/// is the empty byte string.
+///
 /// ```
 /// use diskcache::Key;
 /// let k = Key::from_value(&(1, "a")).unwrap();

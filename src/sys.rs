@@ -136,7 +136,7 @@ impl Region {
 
     /// The 8-aligned word at `off` as a shared atomic, or `None` if misaligned or outside.
     pub fn atomic_u64(&self, off: usize) -> Option<&AtomicU64> {
-        if off % 8 != 0 || !self.contains(off, 8) {
+        if !off.is_multiple_of(8) || !self.contains(off, 8) {
             return None;
         }
         // Safety: the pointer is inside the region, 8-aligned (mappings are page-aligned and

@@ -35,6 +35,9 @@ impl<R> Found<R> {
     }
 }
 
+/// A value file a record points at: name, size, CRC, and how to read it.
+type FileRef = (String, u64, u32, ValueKind);
+
 enum Step<R> {
     Miss,
     Hit(Found<R>),
@@ -434,22 +437,20 @@ impl<C: Codec> Cache<C> {
         decode: impl Fn(ValueKind, &[u8]) -> Result<R>,
     ) -> Result<Option<Found<R>>> {
         let now = now();
-        let got = txn.view(
-            |v| -> Result<Option<(Meta, Result<R, (String, u64, u32, ValueKind)>)>> {
-                let Some(raw) = v.get(tree::PRIMARY, k)? else {
-                    return Ok(None);
-                };
-                let r = record::decode(raw).map_err(|e| entries::corrupt_record(k, e))?;
-                if r.expired(now) {
-                    return Ok(None);
-                }
-                let val = match r.data {
-                    Data::Inline(b) => Ok(decode(r.kind, b)?),
-                    Data::File { name, size, crc } => Err((name.to_owned(), size, crc, r.kind)),
-                };
-                Ok(Some((Meta::of(&r), val)))
-            },
-        )?;
+        let got = txn.view(|v| -> Result<Option<(Meta, Result<R, FileRef>)>> {
+            let Some(raw) = v.get(tree::PRIMARY, k)? else {
+                return Ok(None);
+            };
+            let r = record::decode(raw).map_err(|e| entries::corrupt_record(k, e))?;
+            if r.expired(now) {
+                return Ok(None);
+            }
+            let val = match r.data {
+                Data::Inline(b) => Ok(decode(r.kind, b)?),
+                Data::File { name, size, crc } => Err((name.to_owned(), size, crc, r.kind)),
+            };
+            Ok(Some((Meta::of(&r), val)))
+        })?;
         let Some((m, val)) = got else { return Ok(None) };
         let value = match val {
             Ok(v) => Some(v),

@@ -157,7 +157,7 @@ impl IndexFile {
         let len = r.len as usize;
         let end = r.off.checked_add(u64::from(r.len));
         if r.off < INDEX_HEADER_LEN as u64
-            || r.off % 8 != 0
+            || !r.off.is_multiple_of(8)
             || len > MAX_NODE_LEN
             || end.is_none_or(|e| e > published)
         {
@@ -252,6 +252,37 @@ impl<'a> TreeRef<'a> {
             r = n.child(i).map_err(|e| self.index.corrupt(r.off, e))?;
             level -= 1;
         }
+    }
+
+    /// How many distinct leaves the given keys (sorted ascending) fall into: what a
+    /// copy-on-write update with these keys would rewrite. Descends only when a key leaves
+    /// the current leaf's key range.
+    pub fn leaves_touched<'k>(&self, keys: impl Iterator<Item = &'k [u8]>) -> Result<u64> {
+        let Some(root) = self.root else { return Ok(0) };
+        let mut count = 0;
+        // Exclusive upper bound of the current leaf (`None`: unbounded); `started` once set.
+        let mut upper: Option<Vec<u8>> = None;
+        let mut started = false;
+        for k in keys {
+            if started && upper.as_deref().is_none_or(|u| k < u) {
+                continue;
+            }
+            let (mut r, mut level) = (root.node, root.level);
+            let mut bound: Option<&[u8]> = None;
+            while level > 0 {
+                let n = self.checked(r, level)?;
+                let i = n.route(k).map_err(|e| self.index.corrupt(r.off, e))?;
+                if i + 1 < n.count() {
+                    bound = Some(n.key(i + 1).map_err(|e| self.index.corrupt(r.off, e))?);
+                }
+                r = n.child(i).map_err(|e| self.index.corrupt(r.off, e))?;
+                level -= 1;
+            }
+            upper = bound.map(<[u8]>::to_vec);
+            started = true;
+            count += 1;
+        }
+        Ok(count)
     }
 
     /// A cursor over keys within the bounds, ascending or (`rev`) descending.

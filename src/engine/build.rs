@@ -429,14 +429,17 @@ fn corrupt(index: &IndexFile, r: NodeRef, e: crate::format::DecodeError) -> Erro
     Error::corrupted(&index.path, r.off + e.offset as u64, e.detail)
 }
 
+/// A branch's entries: each child's lower bound and reference.
+type BranchEntries<'a> = Vec<(&'a [u8], NodeRef)>;
+
 /// Builds a tree from entries given in ascending key order (compaction).
 pub(crate) struct Bulk<'a, 'w> {
     w: &'w mut NodeWriter,
     tree: u8,
     leaf: Vec<(&'a [u8], LeafVal<'a>)>,
     leaf_size: usize,
-    /// Pending entries per level (index 0 unused).
-    levels: Vec<(Vec<(&'a [u8], NodeRef)>, usize)>,
+    /// Pending entries per level (index 0 unused), with their encoded size.
+    levels: Vec<(BranchEntries<'a>, usize)>,
 }
 
 impl<'a, 'w> Bulk<'a, 'w> {

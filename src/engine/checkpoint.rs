@@ -34,10 +34,23 @@ pub(crate) fn checkpoint(eng: &Engine) -> Result<()> {
             .ckpt
             .index_len
             .saturating_sub(INDEX_HEADER_LEN as u64 + live);
-        // A changed key rewrites about one leaf (and its share of branches).
-        let touched = (st.overlay.entries as u64)
-            .saturating_mul(NODE_TARGET as u64 / 2)
-            .min(live);
+        // What copy-on-write would rewrite: about one node per touched leaf (sequential
+        // inserts touch few; random overwrites of a small tree touch all of it).
+        let mut touched = 0u64;
+        if let Some(index) = st.index.as_deref() {
+            for (t, d) in st.overlay.trees.iter().enumerate() {
+                if d.cleared() || d.is_empty() {
+                    continue;
+                }
+                let tr = TreeRef {
+                    index,
+                    root: st.ckpt.roots[t],
+                    published: st.ckpt.index_len,
+                    tree: t as u8,
+                };
+                touched += tr.leaves_touched(d.iter().map(|(k, _)| k))? * NODE_TARGET as u64;
+            }
+        }
         dead + touched >= live
     };
     if rewrite {
@@ -145,24 +158,13 @@ fn sync_new_files(eng: &Engine, st: &super::State) -> Result<()> {
 
 /// Creates the log segment that follows the current one.
 fn next_segment(eng: &Engine, st: &super::State) -> Result<Segment> {
-    let seg = Segment::create(
+    Segment::create(
         &*eng.storage,
         &eng.dir,
         st.log.segment.id + 1,
         st.log.applied_lsn + 1,
-    )?;
-    if eng.opts.sync != SyncLevel::Off {
-        seg.file
-            .sync()
-            .map_err(|e| io_err("syncing", &seg.path, e))?;
-        if eng.opts.sync == SyncLevel::Full {
-            let d = eng.dir.join("log");
-            eng.storage
-                .sync_dir(&d)
-                .map_err(|e| io_err("syncing directory", &d, e))?;
-        }
-    }
-    Ok(seg)
+        eng.opts.sync,
+    )
 }
 
 /// A checkpoint that writes every tree, merged with the overlay, into a new index file.

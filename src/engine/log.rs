@@ -4,7 +4,7 @@
 //! Space is allocated beforehand with ordinary writes of zeros, so a full disk is reported as
 //! an error by those writes instead of killing the process with SIGBUS on a page fault.
 
-use super::io_err;
+use super::{io_err, SyncLevel};
 use crate::error::{Error, Result};
 use crate::format::frame::{
     decode_frame, Frame, FrameEnd, SegmentHeader, FRAME_HEADER_LEN, MAX_FRAME_PAYLOAD,
@@ -45,34 +45,47 @@ struct SegView {
 }
 
 impl Segment {
-    /// Creates a segment file (replacing an unpublished leftover of the same id) with its
-    /// header and a first allocation.
-    pub fn create(storage: &dyn Storage, dir: &Path, id: u64, start_lsn: u64) -> Result<Segment> {
+    /// Creates a segment file with its header and a first allocation. It is written under a
+    /// temporary name, made durable (unless `sync` is `Off`), and renamed into place, so a
+    /// segment file with its final name is always complete: a crash leaves the whole file
+    /// or none of it (plus a `.tmp` leftover that recovery removes). With `Full` the
+    /// directory entry is made durable too.
+    pub fn create(
+        storage: &dyn Storage,
+        dir: &Path,
+        id: u64,
+        start_lsn: u64,
+        sync: SyncLevel,
+    ) -> Result<Segment> {
         let path = segment_path(dir, id);
-        let file = match storage.open(&path, OpenMode::CreateNew) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                // A leftover from a checkpoint that crashed before publishing it: nobody can
-                // have it mapped, since no published checkpoint names it.
-                storage
-                    .remove_file(&path)
-                    .map_err(|e| io_err("removing a stale", &path, e))?;
-                storage
-                    .open(&path, OpenMode::CreateNew)
-                    .map_err(|e| io_err("creating", &path, e))?
-            }
-            Err(e) => return Err(io_err("creating", &path, e)),
-        };
+        let tmp = path.with_extension("log.tmp");
+        let _ = storage.remove_file(&tmp);
+        let file = storage
+            .open(&tmp, OpenMode::CreateNew)
+            .map_err(|e| io_err("creating", &tmp, e))?;
         let header = SegmentHeader {
             segment_id: id,
             start_lsn,
             salt: fastrand::u64(..),
         };
-        let bytes = header.encode();
         let mut first = vec![0u8; ALLOC_STEP as usize];
-        first[..SEGMENT_HEADER_LEN].copy_from_slice(&bytes);
+        first[..SEGMENT_HEADER_LEN].copy_from_slice(&header.encode());
         file.write_at(0, &first)
-            .map_err(|e| io_err("writing", &path, e))?;
+            .map_err(|e| io_err("writing", &tmp, e))?;
+        if sync != SyncLevel::Off {
+            file.sync().map_err(|e| io_err("syncing", &tmp, e))?;
+        }
+        // A leftover of a checkpoint that crashed before publishing it may hold this name:
+        // nobody can have it mapped, since no published checkpoint names it.
+        storage
+            .rename(&tmp, &path)
+            .map_err(|e| io_err("renaming into place", &path, e))?;
+        if sync == SyncLevel::Full {
+            let d = dir.join("log");
+            storage
+                .sync_dir(&d)
+                .map_err(|e| io_err("syncing directory", &d, e))?;
+        }
         Self::from_file(path, file, ALLOC_STEP)
     }
 

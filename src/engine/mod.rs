@@ -93,8 +93,9 @@ pub(crate) struct EngineOptions {
     pub sync: SyncLevel,
     /// Checkpoint when the log since the last checkpoint passes this many bytes.
     pub checkpoint_bytes: u64,
-    /// Checkpoint when value files written since the last checkpoint pass this many bytes
-    /// (bounds what recovery must verify, and what a checkpoint must fsync).
+    /// Checkpoint when value files written since the last checkpoint pass half the bytes of
+    /// live value files, clamped to 8 MiB..this (bounds what recovery must verify, what a
+    /// checkpoint must fsync, and how long replaced value files wait for removal).
     pub checkpoint_file_bytes: u64,
     /// Compact the index file when it is this many times the live data (and not tiny).
     pub compact_ratio: u64,
@@ -180,6 +181,8 @@ pub struct EngineInfo {
     pub log_bytes: u64,
     /// LSN of the last transaction this handle applied.
     pub applied_lsn: u64,
+    /// LSN of the first frame after the checkpoint.
+    pub log_start_lsn: u64,
     /// Keys changed since the checkpoint (this handle's overlay).
     pub overlay_entries: u64,
     /// Log frames replayed when this handle opened the cache.
@@ -295,7 +298,7 @@ impl Engine {
                 recovery::initialize(&*storage, dir, &meta, opts.sync)?;
             }
             meta.check_header()?;
-            let (state, n) = recovery::recover(&*storage, dir, &meta)?;
+            let (state, n) = recovery::recover(&*storage, dir, &meta, opts.sync)?;
             frames = n;
             // Keep presence, but shared: others may join now.
             meta.release_presence()?;
@@ -338,14 +341,6 @@ impl Engine {
     /// The meta file (live-page counters such as statistics).
     pub fn live_add(&self, word: usize, n: u64) {
         self.meta.add(word, n);
-    }
-
-    pub fn live_load(&self, word: usize) -> u64 {
-        self.meta.load(word)
-    }
-
-    pub fn live_store(&self, word: usize, v: u64) {
-        self.meta.store(word, v);
     }
 
     fn up_to_date(&self, st: &State) -> bool {
@@ -540,6 +535,7 @@ impl Engine {
             log_segment: st.log.segment.id,
             log_bytes: st.log.bytes(),
             applied_lsn: st.log.applied_lsn,
+            log_start_lsn: st.ckpt.log_start_lsn,
             overlay_entries: st.overlay.entries as u64,
             frames_replayed_at_open: self.counters.frames_at_open.load(Ordering::Relaxed),
             checkpoints: self.counters.checkpoints.load(Ordering::Relaxed),
@@ -627,10 +623,6 @@ impl WriteTxn {
         })
     }
 
-    pub fn engine(&self) -> &Arc<Engine> {
-        &self.eng
-    }
-
     pub fn put(&mut self, tree: u8, key: Vec<u8>, value: Vec<u8>) {
         self.pending.put(tree, key, Some(value));
     }
@@ -664,11 +656,6 @@ impl WriteTxn {
     /// Records a value file this transaction stops referencing (deleted once durable).
     pub fn obsolete_file(&mut self, name: String) {
         self.pending.obsolete_files.push(name);
-    }
-
-    /// Number of changed keys so far.
-    pub fn pending_entries(&self) -> usize {
-        self.pending.entries
     }
 
     /// Commits: the changes become visible to every handle at once, and the locks are
@@ -747,12 +734,7 @@ impl WriteTxn {
                 return Err(io_err("syncing", &seg.path, e));
             }
         }
-        let mut pending = std::mem::take(&mut self.pending);
-        let immediate_deletes = if eng.opts.sync == SyncLevel::Normal {
-            Vec::new()
-        } else {
-            std::mem::take(&mut pending.obsolete_files)
-        };
+        let pending = std::mem::take(&mut self.pending);
         let need_checkpoint = {
             let mut st = eng.state.write();
             st.apply(pending);
@@ -763,14 +745,12 @@ impl WriteTxn {
                 applied_lsn: lsn,
             };
             eng.meta.store(LIVE_PUBLISHED_LSN, lsn);
-            st.log.bytes() >= eng.opts.checkpoint_bytes
-                || st.file_bytes >= eng.opts.checkpoint_file_bytes
+            // Value files written since the checkpoint are verified by recovery, and the
+            // ones replaced since are removed only by the next checkpoint: bound both.
+            let file_limit =
+                (st.registers[reg::SIZE] / 2).clamp(8 << 20, eng.opts.checkpoint_file_bytes);
+            st.log.bytes() >= eng.opts.checkpoint_bytes || st.file_bytes >= file_limit
         };
-        // Full: the commit is durable now. Off: durability is not promised. Either way the
-        // files can go; Normal waits for the next checkpoint.
-        for name in immediate_deletes {
-            values::remove(&*eng.storage, &eng.dir, &name);
-        }
         if need_checkpoint {
             // The commit has succeeded; a failed checkpoint leaves the last one in force and
             // is retried by the next commit.
@@ -780,6 +760,7 @@ impl WriteTxn {
     }
 
     /// Checkpoints now (tests and tools); the transaction must have no pending changes.
+    #[cfg(test)]
     pub fn checkpoint(&mut self) -> Result<()> {
         if !self.pending.is_empty() {
             return Err(Error::InvalidArgument(
@@ -790,6 +771,7 @@ impl WriteTxn {
     }
 
     /// Rewrites the index file with only live data (tests and tools).
+    #[cfg(test)]
     pub fn compact(&mut self) -> Result<()> {
         if !self.pending.is_empty() {
             return Err(Error::InvalidArgument(

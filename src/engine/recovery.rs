@@ -29,7 +29,7 @@ pub(crate) fn initialize(
     sync: SyncLevel,
 ) -> Result<()> {
     let index = create_index_file(storage, dir, 1)?;
-    let seg = Segment::create(storage, dir, 1, 1)?;
+    let seg = Segment::create(storage, dir, 1, 1, sync)?;
     let first = Checkpoint {
         seq: 1,
         index_file: 1,
@@ -73,6 +73,7 @@ pub(crate) fn recover(
     storage: &dyn Storage,
     dir: &Path,
     meta: &MetaFile,
+    sync: SyncLevel,
 ) -> Result<(State, usize)> {
     let ckpt = meta.best_checkpoint(None)?;
     let ipath = index_path(dir, ckpt.index_file);
@@ -92,7 +93,7 @@ pub(crate) fn recover(
         // The checkpoint's new segment was created but its directory entry was not durable:
         // it held nothing durable either, so an empty one replaces it.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Segment::create(storage, dir, ckpt.log_segment, ckpt.log_start_lsn)?
+            Segment::create(storage, dir, ckpt.log_segment, ckpt.log_start_lsn, sync)?
         }
         Err(e) => return Err(io_err("opening", &segment_path(dir, ckpt.log_segment), e)),
     };
@@ -104,15 +105,12 @@ pub(crate) fn recover(
     let mut frames = 0;
     let mut cur = st.log.clone();
     let mut txn = Delta::default();
-    loop {
-        let f = match cur
-            .segment
-            .read_frame(cur.offset, cur.prev_crc, cur.applied_lsn + 1)?
-        {
-            Ok(f) => f,
-            // The end of the log: a torn, partial or stale frame, or nothing.
-            Err(_) => break,
-        };
+    let mut txn_frames = 0;
+    // The log ends at the first torn, partial or stale frame (or at nothing).
+    while let Ok(f) = cur
+        .segment
+        .read_frame(cur.offset, cur.prev_crc, cur.applied_lsn + 1)?
+    {
         if txn.apply_payload(&f.payload).is_err() {
             // A frame whose checksum holds but whose ops do not decode was not written by
             // this format: treat it as the end.
@@ -121,7 +119,7 @@ pub(crate) fn recover(
         cur.offset += f.len as u64;
         cur.prev_crc = f.crc;
         cur.applied_lsn = f.lsn;
-        frames += 1;
+        txn_frames += 1;
         if f.flags & FLAG_FINAL != 0 {
             // A transaction whose value files did not all reach the disk ends the log.
             if !txn
@@ -133,6 +131,8 @@ pub(crate) fn recover(
             }
             st.apply(std::mem::take(&mut txn));
             st.log = cur.clone();
+            frames += txn_frames;
+            txn_frames = 0;
         }
     }
     meta.store(LIVE_PUBLISHED_LSN, st.log.applied_lsn);
@@ -167,4 +167,12 @@ fn remove_stale(storage: &dyn Storage, dir: &Path, index: u64, segment: u64) {
     };
     stale("index", ".idx", index);
     stale("log", ".log", segment);
+    // Segments whose creation a crash interrupted.
+    if let Ok(entries) = storage.list_dir(&dir.join("log")) {
+        for e in entries {
+            if e.path.extension().is_some_and(|x| x == "tmp") {
+                let _ = storage.remove_file(&e.path);
+            }
+        }
+    }
 }

@@ -142,7 +142,10 @@ fn many_entries_checkpoint_and_compact_into_a_sorted_tree() {
     t.compact().expect("compact");
     drop(t);
     let info = e.info();
-    assert_eq!(info.index_file, before + 1);
+    assert!(
+        info.index_file > before,
+        "compaction writes a new index file"
+    );
     assert!(
         info.index_len - 64 <= info.index_live + 8,
         "a fresh compaction holds only live data: {info:?}"
@@ -187,7 +190,7 @@ fn val(v: u16) -> Vec<u8> {
     // Some values are long enough to become blobs.
     let mut out = v.to_le_bytes().to_vec();
     out.resize(
-        if v % 7 == 0 {
+        if v.is_multiple_of(7) {
             600
         } else {
             usize::from(v % 40) + 2

@@ -1,7 +1,9 @@
 //! Value files: large values, each in its own file under `values/`.
 //!
 //! A file is written completely (and, with sync `Full`, made durable) before the commit that
-//! refers to it, and removed only once the commit that stops referring to it is durable.
+//! refers to it, and removed only by the checkpoint after the commit that stops referring to
+//! it: until then, recovery may replay transactions that still refer to it, and readers in
+//! other processes may still be reading it.
 //! Names are random (`hh/hh/` + 28 hex digits + `.val`), and a file is always created new,
 //! never overwritten.
 

@@ -13,13 +13,16 @@ pub(crate) struct View<'a> {
     pub(super) pending: Option<&'a Delta>,
 }
 
+/// One layer's next entry: key and value (`None`: deleted in that layer).
+type Item<'a> = (&'a [u8], Option<&'a [u8]>);
+
 enum Source<'a> {
     Map { iter: DeltaRange<'a>, rev: bool },
     Tree(Cursor<'a>),
 }
 
 impl<'a> Source<'a> {
-    fn pull(&mut self) -> Option<Result<(&'a [u8], Option<&'a [u8]>)>> {
+    fn pull(&mut self) -> Option<Result<Item<'a>>> {
         match self {
             Source::Map { iter, rev } => {
                 let item = if *rev { iter.next_back() } else { iter.next() };
@@ -128,17 +131,6 @@ impl<'a> View<'a> {
         })
     }
 
-    /// The first entry of a range (the last if `rev`).
-    pub fn first(
-        &self,
-        tree: u8,
-        lo: Bound<&[u8]>,
-        hi: Bound<&[u8]>,
-        rev: bool,
-    ) -> Result<Option<(&'a [u8], &'a [u8])>> {
-        self.range(tree, lo, hi, rev)?.next().transpose()
-    }
-
     /// A register's value.
     pub fn register(&self, i: usize) -> u64 {
         if let Some(Some(v)) = self.pending.and_then(|p| p.registers.get(i)) {
@@ -161,7 +153,7 @@ impl<'a> View<'a> {
 /// Merges the layers of a view over one key range.
 pub(crate) struct Range<'a> {
     sources: Vec<Source<'a>>,
-    peeked: Vec<Option<(&'a [u8], Option<&'a [u8]>)>>,
+    peeked: Vec<Option<Item<'a>>>,
     rev: bool,
     done: bool,
 }

@@ -301,14 +301,6 @@ pub fn validate(key: &[u8]) -> Result<(), DecodeError> {
     Ok(())
 }
 
-/// Encodes an integer key.
-pub fn int_key(i: i128) -> Vec<u8> {
-    let mut out = vec![TAG_NUMBER];
-    put_int_part(&mut out, i);
-    out.push(F_NONE);
-    out
-}
-
 /// Encodes a string key.
 pub fn str_key(s: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + s.len());

@@ -171,7 +171,7 @@ impl<'a> ElemDe<'a> {
     }
 }
 
-impl<'de, 'b> de::Deserializer<'de> for &'b mut ElemDe<'de> {
+impl<'de> de::Deserializer<'de> for &mut ElemDe<'de> {
     type Error = DeError;
 
     fn deserialize_any<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {

@@ -13,8 +13,8 @@ pub mod node;
 pub mod record;
 pub mod value;
 
-pub use key_de::{render as key_de_render, ByteSeq, DeError, TopDe as KeyDeserializer};
-pub use key_ser::{encode as encode_key, KeyError, RAW_KEY};
+pub use key_de::{render as key_de_render, TopDe as KeyDeserializer};
+pub use key_ser::{encode as encode_key, RAW_KEY};
 
 /// The newest on-disk format version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -97,10 +97,6 @@ impl<'a> Reader<'a> {
 
     pub fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.array::<1>()?[0])
-    }
-
-    pub fn u16(&mut self) -> Result<u16, DecodeError> {
-        Ok(u16::from_le_bytes(self.array()?))
     }
 
     pub fn u32(&mut self) -> Result<u32, DecodeError> {

@@ -36,14 +36,6 @@ pub struct Record<'a> {
 }
 
 impl Record<'_> {
-    /// Bytes of file-backed value counted by the cache's `size` (0 for inline values).
-    pub fn file_size(&self) -> u64 {
-        match self.data {
-            Data::File { size, .. } => size,
-            Data::Inline(_) => 0,
-        }
-    }
-
     /// Whether the record is expired at `now` (an item expiring exactly now is not visible).
     pub fn expired(&self, now: f64) -> bool {
         self.expire_time.is_some_and(|t| t <= now)
@@ -198,7 +190,6 @@ mod tests {
             ..r
         };
         assert_eq!(decode(&f.encode()), Ok(f));
-        assert_eq!(f.file_size(), 40000);
     }
 
     #[test]

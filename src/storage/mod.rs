@@ -55,6 +55,9 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     fn remove_file(&self, path: &Path) -> io::Result<()>;
     /// Removes an empty directory.
     fn remove_dir(&self, path: &Path) -> io::Result<()>;
+    /// Renames a file atomically, replacing `to` if it exists. Durable once the directory is
+    /// synced.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Lists a directory (not recursively).
     fn list_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>>;
     /// Makes the directory's entries (creations, removals) durable.
@@ -71,6 +74,10 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     fn write_at(&self, off: u64, buf: &[u8]) -> io::Result<()>;
     /// The file's length.
     fn len(&self) -> io::Result<u64>;
+    /// Whether the file is empty.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
     /// Sets the file's length. The engine only ever grows files that may be mapped.
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Makes the file's data durable, including bytes written through a mapping.

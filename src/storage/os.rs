@@ -47,6 +47,10 @@ impl Storage for OsStorage {
         fs::remove_dir(path)
     }
 
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
     fn list_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
         let mut out = Vec::new();
         for entry in fs::read_dir(path)? {
