@@ -225,3 +225,78 @@ fn killing_every_process_loses_nothing_even_with_sync_off() {
         assert!(got == want, "seed {seed}: {}", diff(&got, &want));
     }
 }
+
+#[test]
+fn a_full_disk_fails_writes_cleanly_and_the_cache_works_once_space_returns() {
+    // Requirement A15, on the simulated storage (a real size-limited file system is tested
+    // by the crash-consistency campaign).
+    let storage = FaultyStorage::new(FaultConfig {
+        seed: 7,
+        max_file_len: 32 << 20,
+    });
+    let c = open(&storage, SyncLevel::Normal).expect("open");
+    let mut committed = State::new();
+    for k in 0..KEYS {
+        c.set(k, vec![k as u8; 100]).expect("set");
+        committed.insert(k, vec![k as u8; 100]);
+    }
+    let used: u64 = storage
+        .paths()
+        .iter()
+        .filter_map(|p| storage.file_len(p).ok())
+        .sum();
+    storage.set_space_limit(Some(used + (3 << 20)));
+    // Fill the disk with large values (value files) and transactions until writes fail.
+    let mut failures = 0;
+    for i in 0..400u32 {
+        let k = (i as u16) % KEYS;
+        let big = vec![i as u8; 200_000];
+        let r = c.transact(|| {
+            c.set(k, &big)?;
+            c.set((k + 1) % KEYS, &big)
+        });
+        match r {
+            Ok(()) => {
+                committed.insert(k, big.clone());
+                committed.insert((k + 1) % KEYS, big);
+            }
+            Err(e) => {
+                assert!(
+                    matches!(e, diskcache::Error::Io { .. }),
+                    "a full disk is an I/O error: {e}"
+                );
+                failures += 1;
+            }
+        }
+        // Whatever happened, what is visible is exactly what was committed.
+        assert_eq!(read_all(&c).expect("read"), committed, "after write {i}");
+    }
+    assert!(failures > 0, "the space limit was reached");
+    // Space comes back: writing works again, and nothing was lost.
+    storage.set_space_limit(None);
+    c.set(0u16, b"after".to_vec())
+        .expect("write once space is back");
+    committed.insert(0, b"after".to_vec());
+    assert_eq!(read_all(&c).expect("read"), committed);
+    drop(c);
+    let c = open(&storage, SyncLevel::Normal).expect("reopen");
+    assert_eq!(read_all(&c).expect("read"), committed);
+    // No value file leaked: once a checkpoint has removed the replaced ones, the files on
+    // disk are exactly those of live values.
+    let before = c.engine_info().checkpoints;
+    let mut i = 0u32;
+    while c.engine_info().checkpoints == before {
+        c.set(("filler", i), i).expect("filler");
+        i += 1;
+    }
+    let files = storage
+        .paths()
+        .iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "val"))
+        .count();
+    let live = committed.values().filter(|v| v.len() >= 512).count();
+    assert_eq!(
+        files, live,
+        "value files on disk vs live file-backed values"
+    );
+}

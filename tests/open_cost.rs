@@ -1,5 +1,6 @@
 //! Opening a cache costs the work since its last checkpoint, not its size (requirement A9):
-//! counted in frames replayed, never timed.
+//! counted in frames replayed, never timed. Reading it all does not grow private memory
+//! with the number of items (requirement A10): the index is mapped from disk.
 
 use diskcache::Cache;
 
@@ -43,4 +44,26 @@ fn opening_a_million_item_cache_replays_only_the_frames_since_the_last_checkpoin
     assert_eq!(cache.len().expect("len"), 1_000_007);
     assert_eq!(cache.get::<i64>(123_456).expect("get"), Some(3_456));
     assert_eq!(cache.get::<i64>(("tail", 6)).expect("get"), Some(6));
+
+    // A10: touching every one of the million items maps the index file's pages (shared,
+    // clean, reclaimable) but allocates little private memory.
+    let before = private_kib();
+    for i in (0..1_000_000i64).step_by(1) {
+        assert_eq!(cache.get::<i64>(i).expect("get"), Some(i % 10_000));
+    }
+    let grown = private_kib().saturating_sub(before);
+    assert!(
+        grown < 32 << 10,
+        "reading 1M items grew private memory by {grown} KiB"
+    );
+}
+
+/// Anonymous (private) resident memory of this process, in KiB.
+fn private_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("RssAnon")
 }

@@ -1,5 +1,6 @@
 //! [`Cache`]: python-diskcache's `Cache` on the log-structured engine.
 
+mod admin;
 mod core;
 pub(crate) mod entries;
 pub(crate) mod settings;
@@ -170,7 +171,7 @@ impl<C: Codec> CacheBuilder<C> {
         self.set(settings::STATISTICS, on.into())
     }
 
-    /// Keep an index of tags so [`Cache::evict`] needs no scan (default off).
+    /// Keep an index of tags so `Cache::evict` needs no scan (default off).
     pub fn tag_index(self, on: bool) -> Self {
         self.set(settings::TAG_INDEX, on.into())
     }

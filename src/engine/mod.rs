@@ -343,6 +343,14 @@ impl Engine {
         self.meta.add(word, n);
     }
 
+    pub fn live_load(&self, word: usize) -> u64 {
+        self.meta.load(word)
+    }
+
+    pub fn live_store(&self, word: usize, v: u64) {
+        self.meta.store(word, v);
+    }
+
     fn up_to_date(&self, st: &State) -> bool {
         st.ckpt.seq == self.meta.load(LIVE_CHECKPOINT_SEQ)
             && st.log.applied_lsn == self.meta.load(LIVE_PUBLISHED_LSN)
