@@ -10,6 +10,7 @@
 
 use super::btree::{create_index_file, index_path, IndexFile, TreeRef};
 use super::build::{copy_tree, Apply, Bulk, Change, NodeWriter, NODE_TARGET};
+use super::delta::TreeDelta;
 use super::log::{segment_path, LogCursor, Segment};
 use super::{io_err, values, Engine, SyncLevel, View, COMPACT_MIN};
 use crate::error::Result;
@@ -39,7 +40,7 @@ pub(crate) fn checkpoint(eng: &Engine) -> Result<()> {
         let mut touched = 0u64;
         if let Some(index) = st.index.as_deref() {
             for (t, d) in st.overlay.trees.iter().enumerate() {
-                if d.cleared() || d.is_empty() {
+                if d.cleared() || !d.touches() {
                     continue;
                 }
                 let tr = TreeRef {
@@ -48,7 +49,8 @@ pub(crate) fn checkpoint(eng: &Engine) -> Result<()> {
                     published: st.ckpt.index_len,
                     tree: t as u8,
                 };
-                touched += tr.leaves_touched(d.iter().map(|(k, _)| k))? * NODE_TARGET as u64;
+                let changes = changes_of(d, &tr)?;
+                touched += tr.leaves_touched(changes.iter().map(|(k, _)| *k))? * NODE_TARGET as u64;
             }
         }
         dead + touched >= live
@@ -72,7 +74,7 @@ pub(crate) fn checkpoint(eng: &Engine) -> Result<()> {
         let mut freed = 0;
         for (t, root) in roots.iter_mut().enumerate() {
             let d = &st.overlay.trees[t];
-            if !d.cleared() && d.is_empty() {
+            if !d.touches() {
                 continue;
             }
             let old = TreeRef {
@@ -86,7 +88,7 @@ pub(crate) fn checkpoint(eng: &Engine) -> Result<()> {
                 ap.free_all(*root)?;
                 *root = None;
             }
-            let changes: Vec<Change<'_>> = d.iter().collect();
+            let changes = changes_of(d, &old)?;
             *root = ap.apply(*root, &changes)?;
             freed += ap.freed;
         }
@@ -124,8 +126,7 @@ pub(crate) fn checkpoint(eng: &Engine) -> Result<()> {
         let mut st = eng.state.write();
         st.index = Some(index.covering(new.index_len)?);
         st.log = LogCursor::at_start(Arc::new(seg));
-        st.overlay = Default::default();
-        st.file_bytes = 0;
+        st.reset_overlay();
         st.ckpt = new.clone();
     }
     eng.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
@@ -141,6 +142,44 @@ pub(crate) fn checkpoint(eng: &Engine) -> Result<()> {
         compact(eng)?;
     }
     Ok(())
+}
+
+/// A tree's changes as explicit puts and deletes in key order: the delta's own, and a
+/// deletion for every checkpointed key cut off by its floor or ceiling.
+fn changes_of<'a>(d: &'a TreeDelta, base: &TreeRef<'a>) -> Result<Vec<Change<'a>>> {
+    let mut cut: Vec<&'a [u8]> = Vec::new();
+    if let Some(f) = d.floor.as_deref() {
+        for item in base.cursor(Bound::Unbounded, Bound::Included(f), false)? {
+            cut.push(item?.0);
+        }
+    }
+    if let Some(c) = d.ceiling.as_deref() {
+        for item in base.cursor(Bound::Included(c), Bound::Unbounded, false)? {
+            cut.push(item?.0);
+        }
+    }
+    if cut.is_empty() {
+        return Ok(d.iter().collect());
+    }
+    // Merge in key order; the delta's own entry wins for a key in both.
+    let mut out = Vec::with_capacity(cut.len() + d.len());
+    let mut own = d.iter().peekable();
+    for k in cut {
+        while let Some(&(ok, ov)) = own.peek() {
+            if ok < k {
+                out.push((ok, ov));
+                own.next();
+            } else {
+                break;
+            }
+        }
+        if own.peek().is_some_and(|(ok, _)| *ok == k) {
+            continue;
+        }
+        out.push((k, None));
+    }
+    out.extend(own);
+    Ok(out)
 }
 
 /// Makes the value files created since the last checkpoint durable (sync `Normal`; `Full`
@@ -230,8 +269,7 @@ fn rewrite_checkpoint(eng: &Engine) -> Result<()> {
             None,
         )?));
         st.log = LogCursor::at_start(Arc::new(seg));
-        st.overlay = Default::default();
-        st.file_bytes = 0;
+        st.reset_overlay();
         st.ckpt = new;
     }
     eng.counters.checkpoints.fetch_add(1, Ordering::Relaxed);

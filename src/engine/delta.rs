@@ -13,15 +13,26 @@ fn hashed(tree: u8) -> bool {
     tree == super::tree::PRIMARY
 }
 
-/// Changes to one tree: new values (`None`: deleted).
+/// Changes to one tree: new values (`None`: deleted), and which of the tree's checkpointed
+/// keys are gone wholesale.
+///
+/// `floor` and `ceiling` are range tombstones at the edges: every checkpointed key at or
+/// below `floor`, and at or above `ceiling`, is deleted. Queues, culling and expiry remove
+/// keys from the front (or back) of their indexes; recording those deletions as a moving
+/// edge instead of one tombstone each keeps "the first key" a single lookup (see
+/// `State::apply`). Only overlays use them; a transaction's pending changes do not.
 #[derive(Clone, Debug)]
-pub(crate) enum TreeDelta {
-    Ordered {
-        cleared: bool,
-        map: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    },
+pub(crate) struct TreeDelta {
+    cleared: bool,
+    pub floor: Option<Vec<u8>>,
+    pub ceiling: Option<Vec<u8>>,
+    store: Store,
+}
+
+#[derive(Clone, Debug)]
+enum Store {
+    Ordered(BTreeMap<Vec<u8>, Option<Vec<u8>>>),
     Hashed {
-        cleared: bool,
         values: HashMap<Vec<u8>, Option<Vec<u8>>>,
         order: BTreeSet<Vec<u8>>,
     },
@@ -29,31 +40,41 @@ pub(crate) enum TreeDelta {
 
 impl TreeDelta {
     fn new(tree: u8) -> TreeDelta {
-        if hashed(tree) {
-            TreeDelta::Hashed {
-                cleared: false,
-                values: HashMap::new(),
-                order: BTreeSet::new(),
-            }
-        } else {
-            TreeDelta::Ordered {
-                cleared: false,
-                map: BTreeMap::new(),
-            }
+        TreeDelta {
+            cleared: false,
+            floor: None,
+            ceiling: None,
+            store: if hashed(tree) {
+                Store::Hashed {
+                    values: HashMap::new(),
+                    order: BTreeSet::new(),
+                }
+            } else {
+                Store::Ordered(BTreeMap::new())
+            },
         }
     }
 
     /// Every key the tree held before this delta is gone.
     pub fn cleared(&self) -> bool {
-        match self {
-            TreeDelta::Ordered { cleared, .. } | TreeDelta::Hashed { cleared, .. } => *cleared,
-        }
+        self.cleared
+    }
+
+    /// Whether a checkpointed `key` is deleted by the floor or ceiling.
+    pub fn excludes_base(&self, key: &[u8]) -> bool {
+        self.floor.as_deref().is_some_and(|f| key <= f)
+            || self.ceiling.as_deref().is_some_and(|c| key >= c)
+    }
+
+    /// Whether the delta changes anything.
+    pub fn touches(&self) -> bool {
+        self.cleared || self.floor.is_some() || self.ceiling.is_some() || !self.is_empty()
     }
 
     pub fn len(&self) -> usize {
-        match self {
-            TreeDelta::Ordered { map, .. } => map.len(),
-            TreeDelta::Hashed { values, .. } => values.len(),
+        match &self.store {
+            Store::Ordered(map) => map.len(),
+            Store::Hashed { values, .. } => values.len(),
         }
     }
 
@@ -63,17 +84,17 @@ impl TreeDelta {
 
     /// The change recorded for `key`: `Some(None)` is a deletion.
     pub fn get(&self, key: &[u8]) -> Option<Option<&[u8]>> {
-        match self {
-            TreeDelta::Ordered { map, .. } => map.get(key).map(Option::as_deref),
-            TreeDelta::Hashed { values, .. } => values.get(key).map(Option::as_deref),
+        match &self.store {
+            Store::Ordered(map) => map.get(key).map(Option::as_deref),
+            Store::Hashed { values, .. } => values.get(key).map(Option::as_deref),
         }
     }
 
     /// Records a change; returns whether the key is new to this delta.
     fn insert(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) -> bool {
-        match self {
-            TreeDelta::Ordered { map, .. } => map.insert(key, value).is_none(),
-            TreeDelta::Hashed { values, order, .. } => match values.get_mut(key.as_slice()) {
+        match &mut self.store {
+            Store::Ordered(map) => map.insert(key, value).is_none(),
+            Store::Hashed { values, order } => match values.get_mut(key.as_slice()) {
                 Some(slot) => {
                     *slot = value;
                     false
@@ -87,29 +108,35 @@ impl TreeDelta {
         }
     }
 
-    fn clear(&mut self) {
-        match self {
-            TreeDelta::Ordered { cleared, map } => {
-                map.clear();
-                *cleared = true;
-            }
-            TreeDelta::Hashed {
-                cleared,
-                values,
-                order,
-            } => {
-                values.clear();
-                order.clear();
-                *cleared = true;
+    /// Forgets the change recorded for `key`; returns whether there was one.
+    fn remove(&mut self, key: &[u8]) -> bool {
+        match &mut self.store {
+            Store::Ordered(map) => map.remove(key).is_some(),
+            Store::Hashed { values, order } => {
+                order.remove(key);
+                values.remove(key).is_some()
             }
         }
     }
 
+    fn clear(&mut self) {
+        match &mut self.store {
+            Store::Ordered(map) => map.clear(),
+            Store::Hashed { values, order } => {
+                values.clear();
+                order.clear();
+            }
+        }
+        self.cleared = true;
+        self.floor = None;
+        self.ceiling = None;
+    }
+
     /// The changes within bounds, in key order.
     pub fn range<'a>(&'a self, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> DeltaRange<'a> {
-        match self {
-            TreeDelta::Ordered { map, .. } => DeltaRange::Ordered(map.range::<[u8], _>((lo, hi))),
-            TreeDelta::Hashed { values, order, .. } => DeltaRange::Hashed {
+        match &self.store {
+            Store::Ordered(map) => DeltaRange::Ordered(map.range::<[u8], _>((lo, hi))),
+            Store::Hashed { values, order } => DeltaRange::Hashed {
                 keys: order.range::<[u8], _>((lo, hi)),
                 values,
             },
@@ -121,12 +148,10 @@ impl TreeDelta {
         self.range(Bound::Unbounded, Bound::Unbounded)
     }
 
-    fn into_sorted(self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-        match self {
-            TreeDelta::Ordered { map, .. } => map.into_iter().collect(),
-            TreeDelta::Hashed {
-                mut values, order, ..
-            } => order
+    pub fn into_sorted(self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        match self.store {
+            Store::Ordered(map) => map.into_iter().collect(),
+            Store::Hashed { mut values, order } => order
                 .into_iter()
                 .map(|k| {
                     let v = values.remove(&k).flatten();
@@ -204,7 +229,7 @@ impl Default for Delta {
 impl Delta {
     pub fn is_empty(&self) -> bool {
         self.entries == 0
-            && self.trees.iter().all(|t| !t.cleared())
+            && self.trees.iter().all(|t| !t.touches())
             && self.registers.iter().all(Option::is_none)
             && self.new_files.is_empty()
             && self.obsolete_files.is_empty()
@@ -225,26 +250,27 @@ impl Delta {
         }
     }
 
-    /// Applies a later delta on top of this one.
-    pub fn absorb(&mut self, later: Delta) {
-        for (i, t) in later.trees.into_iter().enumerate() {
-            if t.cleared() {
-                self.clear(i as u8);
-            }
-            if t.is_empty() {
-                continue;
-            }
-            for (k, v) in t.into_sorted() {
-                self.put(i as u8, k, v);
+    /// Forgets the change recorded for a key (a deletion needs no tombstone there).
+    pub fn remove(&mut self, tree: u8, key: &[u8]) {
+        if let Some(t) = self.trees.get_mut(usize::from(tree)) {
+            if t.remove(key) {
+                self.entries -= 1;
             }
         }
-        for (mine, theirs) in self.registers.iter_mut().zip(later.registers) {
-            if theirs.is_some() {
-                *mine = theirs;
-            }
+    }
+
+    /// Raises the floor of a tree (every checkpointed key up to `key` is deleted).
+    pub fn set_floor(&mut self, tree: u8, key: Vec<u8>) {
+        if let Some(t) = self.trees.get_mut(usize::from(tree)) {
+            t.floor = Some(key);
         }
-        self.new_files.extend(later.new_files);
-        self.obsolete_files.extend(later.obsolete_files);
+    }
+
+    /// Lowers the ceiling of a tree (every checkpointed key from `key` up is deleted).
+    pub fn set_ceiling(&mut self, tree: u8, key: Vec<u8>) {
+        if let Some(t) = self.trees.get_mut(usize::from(tree)) {
+            t.ceiling = Some(key);
+        }
     }
 
     /// Applies the ops of one frame payload.
@@ -359,19 +385,30 @@ mod tests {
     }
 
     #[test]
-    fn absorbing_a_clear_drops_earlier_entries() {
+    fn clearing_a_tree_drops_its_entries_and_edges() {
         for tree in [0u8, 2] {
             let mut a = Delta::default();
             a.put(tree, b"x".to_vec(), Some(vec![]));
-            let mut b = Delta::default();
-            b.clear(tree);
-            b.put(tree, b"y".to_vec(), Some(vec![]));
-            a.absorb(b);
+            a.set_floor(tree, b"f".to_vec());
+            a.clear(tree);
+            a.put(tree, b"y".to_vec(), Some(vec![]));
             let t = &a.trees[usize::from(tree)];
             assert!(t.cleared());
+            assert_eq!(t.floor, None);
             assert_eq!(contents(t), vec![(b"y".to_vec(), Some(vec![]))]);
             assert_eq!(a.entries, 1);
         }
+    }
+
+    #[test]
+    fn floor_and_ceiling_exclude_checkpointed_keys_at_the_edges() {
+        let mut d = Delta::default();
+        d.set_floor(2, b"c".to_vec());
+        d.set_ceiling(2, b"x".to_vec());
+        let t = &d.trees[2];
+        assert!(t.excludes_base(b"a") && t.excludes_base(b"c") && t.excludes_base(b"y"));
+        assert!(!t.excludes_base(b"d") && !t.excludes_base(b"w"));
+        assert!(!d.is_empty(), "edges are changes");
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub(crate) use delta::{Delta, NewFile};
 pub(crate) use view::View;
 
 use crate::error::{Error, Result};
-use crate::format::frame::{encode_frame, FrameEnd, FLAG_FINAL, NUM_REGISTERS};
+use crate::format::frame::{self, encode_frame, FrameEnd, FLAG_FINAL, NUM_REGISTERS};
 use crate::format::meta::LIVE_WRITER;
 use crate::format::meta::{
     Checkpoint, LIVE_CHECKPOINT_BUSY, LIVE_CHECKPOINT_SEQ, LIVE_PUBLISHED_LSN,
@@ -38,6 +38,7 @@ use lock::WriterLock;
 use log::{LogCursor, Segment};
 use meta::MetaFile;
 use parking_lot::{Condvar, Mutex, RwLock};
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -71,6 +72,8 @@ pub(crate) mod reg {
     pub const LAST_ROWID: usize = 2;
     /// Number of entries with an expire time.
     pub const EXPIRING: usize = 4;
+    /// Estimated bytes of entries in the trees (see `cache::entries::entry_bytes`).
+    pub const DATA: usize = 5;
 }
 
 /// How hard the engine works to make commits durable, as SQLite's `synchronous`.
@@ -130,6 +133,16 @@ pub(crate) struct State {
     pub registers: [u64; NUM_REGISTERS],
     /// Bytes of value files created since the checkpoint.
     pub file_bytes: u64,
+    /// Per tree, once computed: the first and last checkpointed keys strictly between the
+    /// overlay's floor and ceiling.
+    edges: [Option<Edges>; frame::NUM_TREES],
+}
+
+/// The checkpointed keys next to a tree's floor and ceiling (`None`: there are none).
+#[derive(Clone, Debug, Default)]
+struct Edges {
+    first: Option<Vec<u8>>,
+    last: Option<Vec<u8>>,
 }
 
 impl State {
@@ -141,7 +154,59 @@ impl State {
             log: LogCursor::at_start(segment),
             overlay: Delta::default(),
             file_bytes: 0,
+            edges: Default::default(),
         }
+    }
+
+    /// Empties the overlay (a checkpoint now holds its changes).
+    fn reset_overlay(&mut self) {
+        self.overlay = Delta::default();
+        self.edges = Default::default();
+        self.file_bytes = 0;
+    }
+
+    fn tree_ref(&self, t: u8) -> Option<btree::TreeRef<'_>> {
+        Some(btree::TreeRef {
+            index: self.index.as_deref()?,
+            root: self.ckpt.roots.get(usize::from(t)).copied().flatten(),
+            published: self.ckpt.index_len,
+            tree: t,
+        })
+    }
+
+    /// The tree's checkpointed keys next to its floor and ceiling (`None` if they cannot be
+    /// read: callers then fall back to plain tombstones).
+    fn edges(&mut self, t: u8) -> Option<Edges> {
+        let i = usize::from(t);
+        if let Some(e) = self.edges.get(i)?.clone() {
+            return Some(e);
+        }
+        let d = self.overlay.trees.get(i)?;
+        let lo = d.floor.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        let hi = d
+            .ceiling
+            .as_deref()
+            .map_or(Bound::Unbounded, Bound::Excluded);
+        let tr = self.tree_ref(t)?;
+        let first = tr
+            .cursor(lo, hi, false)
+            .ok()?
+            .next()
+            .transpose()
+            .ok()?
+            .map(|(k, _)| k.to_vec());
+        let last = tr
+            .cursor(lo, hi, true)
+            .ok()?
+            .next()
+            .transpose()
+            .ok()?
+            .map(|(k, _)| k.to_vec());
+        let e = Edges { first, last };
+        if let Some(slot) = self.edges.get_mut(i) {
+            *slot = Some(e.clone());
+        }
+        Some(e)
     }
 
     /// Adds a committed transaction to the overlay.
@@ -152,7 +217,89 @@ impl State {
             }
         }
         self.file_bytes += txn.new_files.iter().map(|f| f.size).sum::<u64>();
-        self.overlay.absorb(txn);
+        let Delta {
+            trees,
+            new_files,
+            obsolete_files,
+            ..
+        } = txn;
+        for (i, d) in trees.into_iter().enumerate() {
+            let t = i as u8;
+            if d.cleared() {
+                self.overlay.clear(t);
+                if let Some(e) = self.edges.get_mut(i) {
+                    *e = None;
+                }
+            }
+            for (k, v) in d.into_sorted() {
+                match v {
+                    Some(v) => self.overlay.put(t, k, Some(v)),
+                    None => self.delete(t, k),
+                }
+            }
+        }
+        self.overlay.new_files.extend(new_files);
+        self.overlay.obsolete_files.extend(obsolete_files);
+    }
+
+    /// Records the deletion of a key: no record if the checkpoint cannot hold it (below its
+    /// first or above its last key, or already cut off by an edge), an edge move if it is
+    /// the checkpoint's first or last key, else a tombstone.
+    fn delete(&mut self, t: u8, k: Vec<u8>) {
+        let i = usize::from(t);
+        let Some(d) = self.overlay.trees.get(i) else {
+            return;
+        };
+        if d.cleared() || d.excludes_base(&k) {
+            self.overlay.remove(t, &k);
+            return;
+        }
+        let Some(e) = self.edges(t) else {
+            self.overlay.put(t, k, None);
+            return;
+        };
+        let (Some(first), Some(last)) = (e.first, e.last) else {
+            // No checkpointed key between the edges: `k` was only in the overlay.
+            self.overlay.remove(t, &k);
+            return;
+        };
+        if k < first || k > last {
+            self.overlay.remove(t, &k);
+        } else if k == first {
+            self.overlay.remove(t, &k);
+            self.overlay.set_floor(t, k);
+            self.moved_edge(t);
+        } else if k == last {
+            self.overlay.remove(t, &k);
+            self.overlay.set_ceiling(t, k);
+            self.moved_edge(t);
+        } else {
+            self.overlay.put(t, k, None);
+        }
+    }
+
+    /// After an edge moved: move it on over checkpointed keys already deleted (tombstones
+    /// written while the edge was further away).
+    fn moved_edge(&mut self, t: u8) {
+        let i = usize::from(t);
+        loop {
+            if let Some(e) = self.edges.get_mut(i) {
+                *e = None;
+            }
+            let Some(e) = self.edges(t) else { return };
+            let Some(d) = self.overlay.trees.get(i) else {
+                return;
+            };
+            if let Some(f) = e.first.filter(|f| d.get(f) == Some(None)) {
+                self.overlay.remove(t, &f);
+                self.overlay.set_floor(t, f);
+            } else if let Some(l) = e.last.filter(|l| d.get(l) == Some(None)) {
+                self.overlay.remove(t, &l);
+                self.overlay.set_ceiling(t, l);
+            } else {
+                return;
+            }
+        }
     }
 }
 
@@ -349,6 +496,19 @@ impl Engine {
 
     pub fn live_store(&self, word: usize, v: u64) {
         self.meta.store(word, v);
+    }
+
+    /// Value files named by the log since the checkpoint: created (and maybe not yet
+    /// durable), and no longer referenced (removed by the next checkpoint).
+    pub fn pending_files(&self) -> (Vec<String>, Vec<String>) {
+        let st = self.state.read();
+        let new = st
+            .overlay
+            .new_files
+            .iter()
+            .map(|f| f.name.clone())
+            .collect();
+        (new, st.overlay.obsolete_files.clone())
     }
 
     fn up_to_date(&self, st: &State) -> bool {

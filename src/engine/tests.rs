@@ -167,6 +167,10 @@ enum Step {
     Compact,
     Reopen,
     Range(u16, u16, bool),
+    /// Queue-like: delete the smallest or largest key.
+    Pop(bool),
+    /// Queue-like: insert a key past the largest.
+    PushBack(u16),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -178,7 +182,9 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::Checkpoint),
         1 => Just(Step::Compact),
         1 => Just(Step::Reopen),
-        2 => (0..300u16, 0..300u16, any::<bool>()).prop_map(|(a, b, r)| Step::Range(a, b, r)),
+                2 => (0..300u16, 0..300u16, any::<bool>()).prop_map(|(a, b, r)| Step::Range(a, b, r)),
+        4 => any::<bool>().prop_map(Step::Pop),
+        2 => any::<u16>().prop_map(Step::PushBack),
     ]
 }
 
@@ -209,7 +215,9 @@ proptest! {
         let dir = Path::new("/cache");
         let opts = EngineOptions { checkpoint_bytes: 8 << 10, ..EngineOptions::default() };
         let open = || Engine::open(dir, Arc::new(storage.clone()), opts.clone(), LONG).expect("open");
-        let mut e = open();
+                let mut e = open();
+        // A second handle that only reads: it rebuilds its overlay from the log on its own.
+        let mut reader = open();
         let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         for s in steps {
             match s {
@@ -249,10 +257,27 @@ proptest! {
                     let mut t = e.begin(LONG).expect("begin");
                     t.compact().expect("compact");
                 }
-                Step::Reopen => {
+                                Step::Reopen => {
                     drop(e);
+                    drop(reader);
                     storage.crash(CrashMode::Kill);
                     e = open();
+                    reader = open();
+                }
+                                Step::Pop(back) => {
+                    let k = if back { model.keys().next_back().cloned() } else { model.keys().next().cloned() };
+                    if let Some(k) = k {
+                        let mut t = e.begin(LONG).expect("begin");
+                        t.del(T, k.clone());
+                        t.commit().expect("commit");
+                        model.remove(&k);
+                    }
+                }
+                Step::PushBack(v) => {
+                    // Keys past every `key(n)` (they sort after "key"): "kez..." grows at the end.
+                    let k = format!("kez{:05}", model.len()).into_bytes();
+                    put(&e, &k, &val(v));
+                    model.insert(k, val(v));
                 }
                 Step::Range(a, b, rev) => {
                     let (lo, hi) = (key(a.min(b)), key(a.max(b)));
@@ -266,11 +291,16 @@ proptest! {
                     prop_assert_eq!(got, want);
                 }
             }
-            for k in [0u16, 1, 150, 299] {
+                        for k in [0u16, 1, 150, 299] {
                 prop_assert_eq!(get(&e, &key(k)), model.get(&key(k)).cloned());
+                prop_assert_eq!(get(&reader, &key(k)), model.get(&key(k)).cloned());
             }
+            let first = |h: &Engine| all(h, T, false).into_iter().next();
+            prop_assert_eq!(first(&reader), model.iter().next().map(|(k, v)| (k.clone(), v.clone())));
         }
-        let got: BTreeMap<_, _> = all(&e, T, false).into_iter().collect();
-        prop_assert_eq!(got, model);
+                let got: BTreeMap<_, _> = all(&e, T, false).into_iter().collect();
+        prop_assert_eq!(&got, &model);
+        let seen: BTreeMap<_, _> = all(&reader, T, true).into_iter().collect();
+        prop_assert_eq!(seen, model);
     }
 }

@@ -33,6 +33,38 @@ impl<'a> Source<'a> {
     }
 }
 
+/// The tighter of a lower bound and "above `floor`".
+fn raise<'k>(lo: Bound<&'k [u8]>, floor: Option<&'k [u8]>) -> Bound<&'k [u8]> {
+    match (lo, floor) {
+        (lo, None) => lo,
+        (Bound::Unbounded, Some(f)) => Bound::Excluded(f),
+        (Bound::Included(l), Some(f)) => {
+            if l > f {
+                Bound::Included(l)
+            } else {
+                Bound::Excluded(f)
+            }
+        }
+        (Bound::Excluded(l), Some(f)) => Bound::Excluded(if l > f { l } else { f }),
+    }
+}
+
+/// The tighter of an upper bound and "below `ceiling`".
+fn lower<'k>(hi: Bound<&'k [u8]>, ceiling: Option<&'k [u8]>) -> Bound<&'k [u8]> {
+    match (hi, ceiling) {
+        (hi, None) => hi,
+        (Bound::Unbounded, Some(c)) => Bound::Excluded(c),
+        (Bound::Included(h), Some(c)) => {
+            if h < c {
+                Bound::Included(h)
+            } else {
+                Bound::Excluded(c)
+            }
+        }
+        (Bound::Excluded(h), Some(c)) => Bound::Excluded(if h < c { h } else { c }),
+    }
+}
+
 /// Whether the bounds describe an empty range (`BTreeMap::range` panics on those).
 fn empty_range(lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> bool {
     match (lo, hi) {
@@ -89,7 +121,7 @@ impl<'a> View<'a> {
             if let Some(v) = d.get(key) {
                 return Ok(v);
             }
-            if d.cleared() {
+            if d.cleared() || d.excludes_base(key) {
                 return Ok(None);
             }
         }
@@ -117,8 +149,13 @@ impl<'a> View<'a> {
                 });
             }
             if with_tree {
-                if let Some(r) = self.tree_ref(tree) {
-                    sources.push(Source::Tree(r.cursor(lo, hi, rev)?));
+                // The overlay's floor and ceiling cut checkpointed keys off at the edges.
+                let d = self.st.overlay.trees.get(usize::from(tree));
+                let floor = d.and_then(|d| d.floor.as_deref());
+                let ceiling = d.and_then(|d| d.ceiling.as_deref());
+                let (tlo, thi) = (raise(lo, floor), lower(hi, ceiling));
+                if let (Some(r), false) = (self.tree_ref(tree), empty_range(tlo, thi)) {
+                    sources.push(Source::Tree(r.cursor(tlo, thi, rev)?));
                 }
             }
         }
@@ -137,16 +174,6 @@ impl<'a> View<'a> {
             return *v;
         }
         self.st.registers.get(i).copied().unwrap_or(0)
-    }
-
-    /// Bytes of the log since the last checkpoint.
-    pub fn log_bytes(&self) -> u64 {
-        self.st.log.bytes()
-    }
-
-    /// Bytes of the index file reachable from the roots.
-    pub fn index_live(&self) -> u64 {
-        self.st.ckpt.index_live
     }
 }
 

@@ -636,11 +636,13 @@ impl Storage for FaultyStorage {
                     path: p.clone(),
                     is_dir: true,
                     len: 0,
+                    modified: None,
                 },
                 Node::File(inode) => DirEntry {
                     path: p.clone(),
                     is_dir: false,
                     len: inode.meta.lock().len,
+                    modified: None,
                 },
             });
         }

@@ -43,6 +43,8 @@ pub struct DirEntry {
     pub is_dir: bool,
     /// Its length in bytes (0 for directories).
     pub len: u64,
+    /// When it was last modified, if known.
+    pub modified: Option<std::time::SystemTime>,
 }
 
 /// A file system, as the engine sees it.

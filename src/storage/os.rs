@@ -65,6 +65,7 @@ impl Storage for OsStorage {
                 path: entry.path(),
                 is_dir: meta.is_dir(),
                 len: if meta.is_dir() { 0 } else { meta.len() },
+                modified: meta.modified().ok(),
             });
         }
         Ok(out)
