@@ -1,5 +1,6 @@
-//! Per-operation latency of the core `Cache` operations: set, get, delete, and get under the
-//! least-recently-used policy, with 100-byte values, at 10k and 1M keys.
+//! Per-operation latency of the core `Cache` operations: set, get, delete, get under the
+//! least-recently-used and least-frequently-used policies, with 100-byte values, at 10k and
+//! 1M keys; and the time of a `cull()` that removes 10,000 items.
 //!
 //! Run: `cargo bench --bench latency` (all sizes) or
 //! `cargo bench --bench latency -- --quick` (10k keys only). Prints a markdown table of
@@ -98,17 +99,41 @@ fn run(n: u64, out: &mut Vec<Stats>) {
     }));
     drop(cache);
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let lru = Cache::builder()
-        .size_limit(u64::MAX)
-        .eviction_policy(EvictionPolicy::LeastRecentlyUsed)
-        .open(dir.path())
-        .expect("open");
-    populate(&lru, n, &value);
-    out.push(time(format!("get, LRU ({label} keys)"), &random, |k| {
-        let v: Option<Vec<u8>> = lru.get(key(k)).expect("get");
-        assert!(v.is_some());
-    }));
+    for (policy, name) in [
+        (EvictionPolicy::LeastRecentlyUsed, "LRU"),
+        (EvictionPolicy::LeastFrequentlyUsed, "LFU"),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = Cache::builder()
+            .size_limit(u64::MAX)
+            .eviction_policy(policy)
+            .open(dir.path())
+            .expect("open");
+        populate(&c, n, &value);
+        out.push(time(format!("get, {name} ({label} keys)"), &random, |k| {
+            let v: Option<Vec<u8>> = c.get(key(k)).expect("get");
+            assert!(v.is_some());
+        }));
+        if policy == EvictionPolicy::LeastRecentlyUsed {
+            // cull() down to 10,000 fewer items, in least-recently-used order.
+            let volume = c.volume().expect("volume");
+            let per_item = volume / n;
+            c.reset("size_limit", volume - 10_000 * per_item)
+                .expect("size limit");
+            let before = c.len().expect("len");
+            let t = Instant::now();
+            let removed = c.cull().expect("cull");
+            let took = t.elapsed();
+            assert!(
+                removed >= 9_900 && before - c.len().expect("len") == removed,
+                "removed {removed}"
+            );
+            out.push(Stats {
+                name: format!("cull() of {removed} items, LRU ({label} keys)"),
+                ns: vec![took.as_nanos() as u64],
+            });
+        }
+    }
 }
 
 fn main() {

@@ -17,7 +17,10 @@ pub mod storage;
 #[allow(unsafe_code)]
 mod sys;
 
-pub use cache::{Cache, CacheBuilder, Entry, EvictionPolicy, SetOptions, Value, ValueReader};
+pub use cache::{
+    Cache, CacheBuilder, Entry, EvictionPolicy, Keys, MemoizeOptions, Memoized, QueueOptions,
+    SetOptions, Side, Value, ValueReader, Warning, WarningKind,
+};
 pub use codec::{Bincode, Codec, Json};
 pub use engine::{EngineInfo, SyncLevel};
 pub use error::{Error, Result};

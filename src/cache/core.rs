@@ -345,7 +345,7 @@ impl<C: Codec> Cache<C> {
 
     /// Writes a prepared value; with `only_if_absent`, not over a live entry (returns
     /// false then).
-    fn store(
+    pub(crate) fn store(
         &self,
         k: &[u8],
         nv: &NewValue,
@@ -449,7 +449,7 @@ impl<C: Codec> Cache<C> {
                 Data::Inline(b) => Ok(decode(r.kind, b)?),
                 Data::File { name, size, crc } => Err((name.to_owned(), size, crc, r.kind)),
             };
-            Ok(Some((Meta::of(&r), val)))
+            Ok(Some((Meta::of(&r, k.len(), raw.len()), val)))
         })?;
         let Some((m, val)) = got else { return Ok(None) };
         let value = match val {
@@ -547,14 +547,21 @@ impl<C: Codec> Cache<C> {
                         now,
                         on_access: OnAccess::Touch,
                     };
-                    entries::write(txn, s, Some(&Meta::of(&r)), &w)?;
+                    entries::write(
+                        txn,
+                        s,
+                        Some(&Meta::of(&r, k.len(), raw.as_ref().map_or(0, Vec::len))),
+                        &w,
+                    )?;
                     Ok(value)
                 }
                 other => {
                     let start = default.ok_or(Error::KeyNotFound)?;
                     let value = start.checked_add(delta).ok_or(Error::Overflow)?;
                     let nv = NewValue::inline(ValueKind::Int, value.to_le_bytes().to_vec());
-                    let old = other.as_ref().map(Meta::of);
+                    let old = other
+                        .as_ref()
+                        .map(|r| Meta::of(r, k.len(), raw.as_ref().map_or(0, Vec::len)));
                     let w = Write {
                         key: &k,
                         value: &nv,

@@ -57,9 +57,17 @@ pub(crate) fn corrupt_record(key: &[u8], e: crate::format::DecodeError) -> Error
     )
 }
 
+/// Bytes an entry counts for in [`volume`]: its record, its key twice (primary and rowid
+/// trees), and a fixed share for its secondary index entries and node overhead.
+pub(crate) fn entry_bytes(key_len: usize, record_len: usize) -> u64 {
+    (2 * key_len + record_len + 64) as u64
+}
+
 /// What the indexes need to know about an existing entry.
 #[derive(Clone, Debug)]
 pub(crate) struct Meta {
+    /// What the entry counts for in the data register.
+    pub bytes: u64,
     pub rowid: u64,
     pub store_time: f64,
     pub expire_time: Option<f64>,
@@ -68,8 +76,10 @@ pub(crate) struct Meta {
 }
 
 impl Meta {
-    pub fn of(r: &Record<'_>) -> Meta {
+    /// The metadata of a record of `record_len` bytes under a key of `key_len` bytes.
+    pub fn of(r: &Record<'_>, key_len: usize, record_len: usize) -> Meta {
         Meta {
+            bytes: entry_bytes(key_len, record_len),
             rowid: r.rowid,
             store_time: r.store_time,
             expire_time: r.expire_time,
@@ -95,6 +105,8 @@ pub(crate) fn meta(v: &View<'_>, key: &[u8]) -> Result<Option<Meta>> {
     match v.get(tree::PRIMARY, key)? {
         Some(raw) => Ok(Some(Meta::of(
             &record::decode(raw).map_err(|e| corrupt_record(key, e))?,
+            key.len(),
+            raw.len(),
         ))),
         None => Ok(None),
     }
@@ -251,7 +263,13 @@ pub(crate) fn write(
         kind: w.value.kind,
         data,
     };
-    txn.put(tree::PRIMARY, w.key.to_vec(), rec.encode());
+    let encoded = rec.encode();
+    let data = txn
+        .register(reg::DATA)
+        .saturating_sub(old.map_or(0, |m| m.bytes))
+        + entry_bytes(w.key.len(), encoded.len());
+    txn.set_register(reg::DATA, data);
+    txn.put(tree::PRIMARY, w.key.to_vec(), encoded);
     Ok(rowid)
 }
 
@@ -300,6 +318,7 @@ pub(crate) fn remove(txn: &mut WriteTxn, s: &Settings, key: &[u8], m: &Meta) -> 
         reg::SIZE,
         txn.register(reg::SIZE).saturating_sub(m.file_size()),
     );
+    txn.set_register(reg::DATA, txn.register(reg::DATA).saturating_sub(m.bytes));
     if let Some((name, _)) = &m.file {
         txn.obsolete_file(name.clone());
     }
@@ -325,10 +344,12 @@ pub(crate) fn remove_rowid(txn: &mut WriteTxn, s: &Settings, rowid: u64) -> Resu
     }
 }
 
-/// The cache's volume: live index bytes, the log since the last checkpoint, and value files
-/// (python-diskcache: database pages plus value files).
+/// The cache's volume: the estimated bytes of its entries in the trees, plus its value
+/// files (python-diskcache: database pages plus value files). Like python-diskcache's, it
+/// shrinks as soon as items are removed; unlike the pages of a database file, it does not
+/// depend on when space is reclaimed.
 pub(crate) fn volume(v: &View<'_>) -> u64 {
-    v.index_live() + v.log_bytes() + v.register(reg::SIZE)
+    v.register(reg::DATA) + v.register(reg::SIZE)
 }
 
 /// Rowids of up to `limit` entries of an index, from its start.

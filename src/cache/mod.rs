@@ -1,11 +1,20 @@
 //! [`Cache`]: python-diskcache's `Cache` on the log-structured engine.
 
 mod admin;
+mod check;
 mod core;
 pub(crate) mod entries;
+mod iter;
+mod memo;
+mod queue;
+mod removal;
 pub(crate) mod settings;
 mod value;
 
+pub use check::{Warning, WarningKind};
+pub use iter::Keys;
+pub use memo::{MemoizeOptions, Memoized};
+pub use queue::{QueueOptions, Side};
 pub use settings::EvictionPolicy;
 pub use value::{Entry, SetOptions, Value, ValueReader};
 
@@ -171,7 +180,7 @@ impl<C: Codec> CacheBuilder<C> {
         self.set(settings::STATISTICS, on.into())
     }
 
-    /// Keep an index of tags so `Cache::evict` needs no scan (default off).
+    /// Keep an index of tags so [`Cache::evict`] needs no scan (default off).
     pub fn tag_index(self, on: bool) -> Self {
         self.set(settings::TAG_INDEX, on.into())
     }

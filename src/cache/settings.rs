@@ -18,7 +18,7 @@ use std::str::FromStr;
 /// Register counting settings changes.
 pub(crate) const SETTINGS_VERSION: usize = 3;
 
-/// Which items automatic culling and `Cache::cull` remove first.
+/// Which items automatic culling and [`crate::Cache::cull`] remove first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum EvictionPolicy {
     /// Oldest store time first (python-diskcache's default).

@@ -70,7 +70,7 @@ impl SetOptions {
     }
 
     /// Tag the item (any key-like value: string, integer, float, bytes, tuple...). Items can
-    /// be removed by tag with `Cache::evict`.
+    /// be removed by tag with [`crate::Cache::evict`].
     pub fn tag<T: Serialize>(mut self, tag: T) -> SetOptions {
         self.tag = Some(encode_key(&tag).map_err(|e| e.to_string()));
         self

@@ -301,6 +301,36 @@ pub fn validate(key: &[u8]) -> Result<(), DecodeError> {
     Ok(())
 }
 
+/// The elements of an encoded sequence element (`E_SEQ ... END`), or `None` if `elem` is not
+/// a sequence.
+pub(crate) fn split_seq(elem: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut r = Reader::new(elem);
+    if r.u8().ok()? != E_SEQ {
+        return None;
+    }
+    let mut items = Vec::new();
+    loop {
+        match r.u8().ok()? {
+            END => break,
+            MORE => {
+                let start = r.pos();
+                skip_element(&mut r, 1).ok()?;
+                items.push(elem.get(start..r.pos())?);
+            }
+            _ => return None,
+        }
+    }
+    r.is_empty().then_some(items)
+}
+
+/// Encodes an integer key.
+pub fn int_key(i: i128) -> Vec<u8> {
+    let mut out = vec![TAG_NUMBER];
+    put_int_part(&mut out, i);
+    out.push(F_NONE);
+    out
+}
+
 /// Encodes a string key.
 pub fn str_key(s: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + s.len());

@@ -43,6 +43,13 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, KeyError> {
     Ok(out)
 }
 
+/// Encodes a value as one composite element (what it would be inside a tuple key).
+pub fn encode_element<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, KeyError> {
+    let mut out = Vec::new();
+    value.serialize(Elem(&mut out))?;
+    Ok(out)
+}
+
 fn number(tag: u8, n: Num) -> Result<Vec<u8>, KeyError> {
     let mut out = vec![tag];
     put_number(&mut out, n).map_err(|e| KeyError(e.to_string()))?;

@@ -14,7 +14,7 @@ pub mod record;
 pub mod value;
 
 pub use key_de::{render as key_de_render, TopDe as KeyDeserializer};
-pub use key_ser::{encode as encode_key, RAW_KEY};
+pub use key_ser::{encode as encode_key, encode_element, KeyError, RAW_KEY};
 
 /// The newest on-disk format version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;

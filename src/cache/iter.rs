@@ -1,0 +1,214 @@
+//! Iteration: insertion order and sorted order, either way; `peekitem`.
+//!
+//! Iterators read a page of keys at a time, each page from a fresh view starting after the
+//! last key returned (python-diskcache's keyset pages), so they stay valid, and see the
+//! latest state page by page, while other handles and processes write.
+
+use super::core::Found;
+use super::entries;
+use super::value::{now, Entry};
+use super::Cache;
+use crate::codec::Codec;
+use crate::engine::{reg, tree};
+use crate::error::Result;
+use crate::format::record;
+use crate::key::Key;
+use serde::de::DeserializeOwned;
+use std::collections::VecDeque;
+use std::ops::Bound;
+
+const PAGE: usize = 256;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Order {
+    /// By rowid: the order in which keys were first stored.
+    Insertion,
+    /// By encoded key: numbers, then strings, byte strings, composites.
+    Sorted,
+}
+
+/// An iterator over a cache's keys; see [`Cache::iter`] and [`Cache::iterkeys`].
+///
+/// Expired items that have not been removed yet are included (as in python-diskcache).
+#[derive(Debug)]
+pub struct Keys<C: Codec> {
+    cache: Cache<C>,
+    order: Order,
+    rev: bool,
+    /// The last key (sorted) or rowid key (insertion) returned; the next page starts after.
+    cursor: Option<Vec<u8>>,
+    /// For insertion order: keys stored after the iterator was made are not returned.
+    last_rowid: u64,
+    page: VecDeque<Key>,
+    done: bool,
+}
+
+impl<C: Codec> Keys<C> {
+    fn new(cache: &Cache<C>, order: Order, rev: bool) -> Keys<C> {
+        let last_rowid = cache
+            .read_view(|v, _| Ok(v.register(reg::LAST_ROWID)))
+            .unwrap_or(u64::MAX);
+        Keys {
+            cache: cache.clone(),
+            order,
+            rev,
+            cursor: None,
+            last_rowid,
+            page: VecDeque::new(),
+            done: false,
+        }
+    }
+
+    fn fill(&mut self) -> Result<()> {
+        let (t, bound_hi) = match self.order {
+            Order::Insertion => (tree::ROWID, Some(entries::rowid_key(self.last_rowid))),
+            Order::Sorted => (tree::PRIMARY, None),
+        };
+        let cursor = self.cursor.clone();
+        let rev = self.rev;
+        let (keys, last) = self.cache.read_view(|v, _| {
+            let after = cursor.as_deref();
+            let (lo, hi) = match (rev, after, bound_hi.as_deref()) {
+                (false, Some(c), h) => (
+                    Bound::Excluded(c),
+                    h.map_or(Bound::Unbounded, Bound::Included),
+                ),
+                (false, None, h) => (
+                    Bound::Unbounded,
+                    h.map_or(Bound::Unbounded, Bound::Included),
+                ),
+                (true, Some(c), _) => (Bound::Unbounded, Bound::Excluded(c)),
+                (true, None, h) => (
+                    Bound::Unbounded,
+                    h.map_or(Bound::Unbounded, Bound::Included),
+                ),
+            };
+            let mut keys = Vec::with_capacity(PAGE);
+            let mut last = None;
+            for item in v.range(t, lo, hi, rev)?.take(PAGE) {
+                let (k, val) = item?;
+                last = Some(k.to_vec());
+                keys.push(Key::from_encoded(if t == tree::ROWID { val } else { k })?);
+            }
+            Ok((keys, last))
+        })?;
+        if keys.len() < PAGE {
+            self.done = true;
+        }
+        if last.is_some() {
+            self.cursor = last;
+        }
+        self.page.extend(keys);
+        Ok(())
+    }
+}
+
+impl<C: Codec> Iterator for Keys<C> {
+    type Item = Result<Key>;
+
+    fn next(&mut self) -> Option<Result<Key>> {
+        if self.page.is_empty() && !self.done {
+            if let Err(e) = self.fill() {
+                self.done = true;
+                return Some(Err(e));
+            }
+        }
+        self.page.pop_front().map(Ok)
+    }
+}
+
+impl<C: Codec> Cache<C> {
+    /// The keys in insertion order (the order in which keys were first stored; overwriting
+    /// a key keeps its place), like iterating a python-diskcache `Cache`. Keys stored after
+    /// this call are not returned.
+    ///
+    /// ```
+    /// # fn main() -> diskcache::Result<()> {
+    /// use diskcache::Key;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let cache = diskcache::Cache::open(dir.path())?;
+    /// for key in ["c", "a", "b"] {
+    ///     cache.set(key, 1)?;
+    /// }
+    /// let inserted: Vec<Key> = cache.iter().collect::<Result<_, _>>()?;
+    /// assert_eq!(inserted, ["c", "a", "b"].map(|k| Key::Str(k.into())));
+    /// let sorted: Vec<Key> = cache.iterkeys().collect::<Result<_, _>>()?;
+    /// assert_eq!(sorted, ["a", "b", "c"].map(|k| Key::Str(k.into())));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn iter(&self) -> Keys<C> {
+        Keys::new(self, Order::Insertion, false)
+    }
+
+    /// The keys in reverse insertion order (python-diskcache's `reversed(cache)`).
+    pub fn iter_rev(&self) -> Keys<C> {
+        Keys::new(self, Order::Insertion, true)
+    }
+
+    /// The keys in sorted order: numbers, then strings, byte strings, and composite keys,
+    /// each in their natural order.
+    pub fn iterkeys(&self) -> Keys<C> {
+        Keys::new(self, Order::Sorted, false)
+    }
+
+    /// The keys in reverse sorted order.
+    pub fn iterkeys_rev(&self) -> Keys<C> {
+        Keys::new(self, Order::Sorted, true)
+    }
+
+    /// The most recently (`last`) or least recently first-stored item, without removing it
+    /// (python-diskcache's `peekitem`). Expired items met on the way are removed.
+    pub fn peekitem<V: DeserializeOwned + 'static>(&self, last: bool) -> Result<Option<(Key, V)>> {
+        Ok(self.peekitem_entry(last)?.map(|(k, e)| (k, e.value)))
+    }
+
+    /// [`Cache::peekitem`] with the expiry time and tag.
+    pub fn peekitem_entry<V: DeserializeOwned + 'static>(
+        &self,
+        last: bool,
+    ) -> Result<Option<(Key, Entry<V>)>> {
+        let edge = |v: &crate::engine::View<'_>| -> Result<Option<(Vec<u8>, bool)>> {
+            let Some(item) = v
+                .range(tree::ROWID, Bound::Unbounded, Bound::Unbounded, last)?
+                .next()
+            else {
+                return Ok(None);
+            };
+            let (_, key) = item?;
+            let expired = match v.get(tree::PRIMARY, key)? {
+                Some(raw) => record::decode(raw)
+                    .map_err(|e| entries::corrupt_record(key, e))?
+                    .expired(now()),
+                None => true,
+            };
+            Ok(Some((key.to_vec(), expired)))
+        };
+        // Usually the item at the edge is live: read it without the writer lock.
+        if let Some((key, false)) = self.read_view(|v, _| edge(v))? {
+            if let Some(f) = self.fetch(&key, false, |kind, b| self.decode_as(kind, b))? {
+                return Ok(Some((Key::from_encoded(&key)?, f.into_entry()?)));
+            }
+        }
+        // Remove expired items at the edge until a live one (or none) is there.
+        let found = self.write(|txn, s| loop {
+            let Some((key, expired)) = txn.view(edge)? else {
+                return Ok(None);
+            };
+            if !expired {
+                return Ok(Some(key));
+            }
+            if let Some(m) = txn.view(|v| entries::meta(v, &key))? {
+                entries::remove(txn, s, &key, &m)?;
+            } else {
+                return Ok(None);
+            }
+        })?;
+        let Some(key) = found else { return Ok(None) };
+        let f: Option<Found<V>> = self.fetch(&key, false, |kind, b| self.decode_as(kind, b))?;
+        match f {
+            Some(f) => Ok(Some((Key::from_encoded(&key)?, f.into_entry()?))),
+            None => Ok(None),
+        }
+    }
+}
