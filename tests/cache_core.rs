@@ -2453,3 +2453,43 @@ fn volume_grows_with_a_file_backed_value_and_shrinks_after_delete() {
     assert!(after + size <= full + 4096, "{full} -> {after}");
     assert!(after < empty + 4096, "{empty} -> {after}");
 }
+
+#[test]
+fn a_timeout_of_duration_max_waits_for_the_writer_lock_as_long_as_it_takes() {
+    // python-diskcache's `retry=True`: the write waits instead of failing.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let holder = Cache::open(dir.path()).expect("open");
+    let waiter = Cache::builder()
+        .timeout(std::time::Duration::MAX)
+        .open(dir.path())
+        .expect("open");
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let t = std::thread::spawn(move || {
+        holder
+            .transact(|| {
+                locked_tx.send(()).expect("signal");
+                release_rx.recv().expect("release");
+                holder.set("held", 1)
+            })
+            .expect("transact");
+    });
+    locked_rx.recv().expect("holder has the lock");
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let w = std::thread::spawn(move || {
+        waiter
+            .set("waited", 2)
+            .expect("set with an unbounded timeout");
+        done_tx.send(()).expect("done");
+    });
+    assert!(
+        done_rx.try_recv().is_err(),
+        "the waiter cannot have written while the lock is held"
+    );
+    release_tx.send(()).expect("release");
+    done_rx
+        .recv()
+        .expect("the waiter finishes once the lock is free");
+    t.join().expect("holder");
+    w.join().expect("waiter");
+}

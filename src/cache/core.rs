@@ -35,6 +35,14 @@ impl<R> Found<R> {
     }
 }
 
+/// A stored value as a loader sees it.
+pub(crate) enum Stored<'a> {
+    /// In the record.
+    Inline(&'a [u8]),
+    /// In a value file.
+    File { name: &'a str, size: u64, crc: u32 },
+}
+
 /// A value file a record points at: name, size, CRC, and how to read it.
 type FileRef = (String, u64, u32, ValueKind);
 
@@ -127,13 +135,44 @@ impl<C: Codec> Cache<C> {
         }
     }
 
-    /// Looks a key up, decoding its value with `decode`; expired items are misses. Counts
-    /// statistics and records the access when `stats` is set.
+    /// A loader that decodes values into `V` (reading value files whole).
+    pub(crate) fn decoded<V: DeserializeOwned + 'static>(
+        &self,
+    ) -> impl Fn(ValueKind, Stored<'_>) -> Result<Option<V>> + '_ {
+        move |kind, stored| match stored {
+            Stored::Inline(b) => self.decode_as(kind, b).map(Some),
+            Stored::File { name, size, crc } => {
+                let e = &self.inner.engine;
+                match values::read(&*e.storage, &e.dir, name, size, crc)? {
+                    Some(bytes) => self.decode_as(kind, &bytes).map(Some),
+                    None => Ok(None),
+                }
+            }
+        }
+    }
+
+    /// A loader that returns values as [`Value`] (reading value files whole).
+    fn loaded_values(&self) -> impl Fn(ValueKind, Stored<'_>) -> Result<Option<Value>> + '_ {
+        move |kind, stored| match stored {
+            Stored::Inline(b) => to_value(kind, b).map(Some),
+            Stored::File { name, size, crc } => {
+                let e = &self.inner.engine;
+                match values::read(&*e.storage, &e.dir, name, size, crc)? {
+                    Some(bytes) => to_value(kind, &bytes).map(Some),
+                    None => Ok(None),
+                }
+            }
+        }
+    }
+
+    /// Looks a key up, loading its value with `load` (which returns `None` if the value
+    /// file is gone); expired items are misses. Counts statistics and records the access
+    /// when `stats` is set.
     pub(crate) fn fetch<R>(
         &self,
         key: &[u8],
         stats: bool,
-        decode: impl Fn(ValueKind, &[u8]) -> Result<R>,
+        load: impl Fn(ValueKind, Stored<'_>) -> Result<Option<R>>,
     ) -> Result<Option<Found<R>>> {
         // The clock is read only when an expiry or an access needs it.
         let clock = std::cell::Cell::new(None);
@@ -147,8 +186,8 @@ impl<C: Codec> Cache<C> {
         };
         let mut settings = None;
         let mut result = None;
-        // A value file can vanish under us when another handle replaces the value: look
-        // again, which finds the new value (or none).
+        // A value file can vanish under us when another handle replaces the value (and a
+        // checkpoint removes the old file): look again, which finds the new value (or none).
         for _ in 0..4 {
             let (step, s) = self.read_view(|v, s| {
                 let step = match v.get(tree::PRIMARY, key)? {
@@ -160,12 +199,15 @@ impl<C: Codec> Cache<C> {
                         } else {
                             let tag = r.tag.map(<[u8]>::to_vec);
                             match r.data {
-                                Data::Inline(b) => Step::Hit(Found {
-                                    value: decode(r.kind, b)?,
-                                    rowid: r.rowid,
-                                    expire_time: r.expire_time,
-                                    tag,
-                                }),
+                                Data::Inline(b) => match load(r.kind, Stored::Inline(b))? {
+                                    Some(value) => Step::Hit(Found {
+                                        value,
+                                        rowid: r.rowid,
+                                        expire_time: r.expire_time,
+                                        tag,
+                                    }),
+                                    None => Step::Miss,
+                                },
                                 Data::File { name, size, crc } => Step::File {
                                     name: name.to_owned(),
                                     size,
@@ -197,10 +239,17 @@ impl<C: Codec> Cache<C> {
                     expire_time,
                     tag,
                 } => {
-                    let e = &self.inner.engine;
-                    if let Some(bytes) = values::read(&*e.storage, &e.dir, &name, size, crc)? {
+                    // File I/O happens outside the view.
+                    if let Some(value) = load(
+                        kind,
+                        Stored::File {
+                            name: &name,
+                            size,
+                            crc,
+                        },
+                    )? {
                         result = Some(Found {
-                            value: decode(kind, &bytes)?,
+                            value,
                             rowid,
                             expire_time,
                             tag,
@@ -219,6 +268,26 @@ impl<C: Codec> Cache<C> {
         Ok(result)
     }
 
+    /// Settles an item that a read found but could not return: if it is expired, or its
+    /// value file is gone (its value is lost; `check(true)` would remove it too), it is
+    /// removed. Otherwise (it changed meanwhile) nothing happens and the caller looks again.
+    pub(crate) fn settle_unreadable(&self, key: &[u8]) -> Result<()> {
+        let e = &self.inner.engine;
+        self.write(|txn, s| {
+            let raw = txn.view(|v| v.get(tree::PRIMARY, key).map(|o| o.map(<[u8]>::to_vec)))?;
+            let Some(raw) = raw else { return Ok(()) };
+            let r = record::decode(&raw).map_err(|e| entries::corrupt_record(key, e))?;
+            let lost = match r.data {
+                Data::File { name, .. } => values::open(&*e.storage, &e.dir, name)?.is_none(),
+                Data::Inline(_) => false,
+            };
+            if r.expired(now()) || lost {
+                entries::remove(txn, s, key, &Meta::of(&r, key.len(), raw.len()))?;
+            }
+            Ok(())
+        })
+    }
+
     /// The value of `key`, or `None` if it is missing or expired.
     ///
     /// With statistics on, counts a hit or a miss; under the LRU and LFU policies, records
@@ -226,9 +295,7 @@ impl<C: Codec> Cache<C> {
     /// unlike python-diskcache, where both take the write lock.
     pub fn get<V: DeserializeOwned + 'static>(&self, key: impl Serialize) -> Result<Option<V>> {
         let k = encode_key(&key)?;
-        Ok(self
-            .fetch(&k, true, |kind, b| self.decode_as(kind, b))?
-            .map(|f| f.value))
+        Ok(self.fetch(&k, true, self.decoded())?.map(|f| f.value))
     }
 
     /// The value of `key` with its expiry time and tag (python-diskcache's
@@ -238,7 +305,7 @@ impl<C: Codec> Cache<C> {
         key: impl Serialize,
     ) -> Result<Option<Entry<V>>> {
         let k = encode_key(&key)?;
-        self.fetch(&k, true, |kind, b| self.decode_as(kind, b))?
+        self.fetch(&k, true, self.decoded())?
             .map(Found::into_entry)
             .transpose()
     }
@@ -246,7 +313,7 @@ impl<C: Codec> Cache<C> {
     /// The value of `key` whatever its type.
     pub fn get_value(&self, key: impl Serialize) -> Result<Option<Value>> {
         let k = encode_key(&key)?;
-        Ok(self.fetch(&k, true, to_value)?.map(|f| f.value))
+        Ok(self.fetch(&k, true, self.loaded_values())?.map(|f| f.value))
     }
 
     /// A reader over the value of `key`: the value file itself for a file-backed value (with
@@ -254,37 +321,16 @@ impl<C: Codec> Cache<C> {
     /// itself for small ones).
     pub fn read(&self, key: impl Serialize) -> Result<Option<ValueReader>> {
         let k = encode_key(&key)?;
-        let now = now();
-        for _ in 0..4 {
-            let found = self.read_view(|v, _| {
-                let Some(raw) = v.get(tree::PRIMARY, &k)? else {
-                    return Ok(None);
-                };
-                let r = record::decode(raw).map_err(|e| entries::corrupt_record(&k, e))?;
-                if r.expired(now) {
-                    return Ok(None);
-                }
-                Ok(Some(match r.data {
-                    Data::Inline(b) => Err(b.to_vec()),
-                    Data::File { name, size, .. } => Ok((name.to_owned(), size)),
-                }))
-            })?;
-            match found {
-                None => return Ok(None),
-                Some(Err(bytes)) => return Ok(Some(ValueReader::memory(bytes))),
-                Some(Ok((name, size))) => {
-                    let e = &self.inner.engine;
-                    if let Some(f) = values::open(&*e.storage, &e.dir, &name)? {
-                        return Ok(Some(ValueReader::file(
-                            f,
-                            size,
-                            values::path(&e.dir, &name),
-                        )));
-                    }
-                }
-            }
-        }
-        Ok(None)
+        let e = &self.inner.engine;
+        let open = |_: ValueKind, stored: Stored<'_>| -> Result<Option<ValueReader>> {
+            Ok(match stored {
+                Stored::Inline(b) => Some(ValueReader::memory(b.to_vec())),
+                Stored::File { name, size, .. } => values::open(&*e.storage, &e.dir, name)?
+                    .map(|f| ValueReader::file(f, size, values::path(&e.dir, name))),
+            })
+        };
+        // Counted and recorded like `get`: serving a large value is a use of it.
+        Ok(self.fetch(&k, true, open)?.map(|f| f.value))
     }
 
     /// Whether `key` is in the cache and not expired.

@@ -4,14 +4,12 @@
 //! last key returned (python-diskcache's keyset pages), so they stay valid, and see the
 //! latest state page by page, while other handles and processes write.
 
-use super::core::Found;
 use super::entries;
-use super::value::{now, Entry};
+use super::value::Entry;
 use super::Cache;
 use crate::codec::Codec;
 use crate::engine::{reg, tree};
 use crate::error::Result;
-use crate::format::record;
 use crate::key::Key;
 use serde::de::DeserializeOwned;
 use std::collections::VecDeque;
@@ -158,7 +156,9 @@ impl<C: Codec> Cache<C> {
     }
 
     /// The most recently (`last`) or least recently first-stored item, without removing it
-    /// (python-diskcache's `peekitem`). Expired items met on the way are removed.
+    /// (python-diskcache's `peekitem`). Expired items met on the way are removed, and so are
+    /// items whose value file is gone (their value is lost; python-diskcache retries those
+    /// forever).
     pub fn peekitem<V: DeserializeOwned + 'static>(&self, last: bool) -> Result<Option<(Key, V)>> {
         Ok(self.peekitem_entry(last)?.map(|(k, e)| (k, e.value)))
     }
@@ -168,47 +168,23 @@ impl<C: Codec> Cache<C> {
         &self,
         last: bool,
     ) -> Result<Option<(Key, Entry<V>)>> {
-        let edge = |v: &crate::engine::View<'_>| -> Result<Option<(Vec<u8>, bool)>> {
-            let Some(item) = v
-                .range(tree::ROWID, Bound::Unbounded, Bound::Unbounded, last)?
-                .next()
-            else {
-                return Ok(None);
-            };
-            let (_, key) = item?;
-            let expired = match v.get(tree::PRIMARY, key)? {
-                Some(raw) => record::decode(raw)
-                    .map_err(|e| entries::corrupt_record(key, e))?
-                    .expired(now()),
-                None => true,
-            };
-            Ok(Some((key.to_vec(), expired)))
-        };
-        // Usually the item at the edge is live: read it without the writer lock.
-        if let Some((key, false)) = self.read_view(|v, _| edge(v))? {
-            if let Some(f) = self.fetch(&key, false, |kind, b| self.decode_as(kind, b))? {
+        loop {
+            // Usually the item at the edge is live: read it without the writer lock.
+            let edge = self.read_view(|v, _| {
+                match v
+                    .range(tree::ROWID, Bound::Unbounded, Bound::Unbounded, last)?
+                    .next()
+                {
+                    Some(item) => Ok(Some(item?.1.to_vec())),
+                    None => Ok(None),
+                }
+            })?;
+            let Some(key) = edge else { return Ok(None) };
+            if let Some(f) = self.fetch(&key, false, self.decoded::<V>())? {
                 return Ok(Some((Key::from_encoded(&key)?, f.into_entry()?)));
             }
-        }
-        // Remove expired items at the edge until a live one (or none) is there.
-        let found = self.write(|txn, s| loop {
-            let Some((key, expired)) = txn.view(edge)? else {
-                return Ok(None);
-            };
-            if !expired {
-                return Ok(Some(key));
-            }
-            if let Some(m) = txn.view(|v| entries::meta(v, &key))? {
-                entries::remove(txn, s, &key, &m)?;
-            } else {
-                return Ok(None);
-            }
-        })?;
-        let Some(key) = found else { return Ok(None) };
-        let f: Option<Found<V>> = self.fetch(&key, false, |kind, b| self.decode_as(kind, b))?;
-        match f {
-            Some(f) => Ok(Some((Key::from_encoded(&key)?, f.into_entry()?))),
-            None => Ok(None),
+            // Expired, or its value is lost: remove it and look again.
+            self.settle_unreadable(&key)?;
         }
     }
 }

@@ -146,7 +146,7 @@ impl<C: Codec> Cache<C> {
         F: FnOnce() -> Result<R, E>,
     {
         let key = call_key(name, args, opts)?;
-        if let Some(found) = self.fetch(&key, true, |kind, b| self.decode_as::<R>(kind, b))? {
+        if let Some(found) = self.fetch(&key, true, self.decoded::<R>())? {
             return Ok(found.value);
         }
         let value = compute()?;

@@ -192,6 +192,8 @@ impl<C: Codec> CacheBuilder<C> {
     }
 
     /// How long a write waits for the writer lock before [`Error::Timeout`] (default 60 s).
+    /// python-diskcache's `retry=True` (wait as long as it takes) is `Duration::MAX`.
+    /// Reads never wait for the writer lock, whatever the policy and statistics settings.
     pub fn timeout(mut self, t: Duration) -> Self {
         self.timeout = t;
         self
@@ -512,7 +514,7 @@ impl<C: Codec> Cache<C> {
         if self.inner.accesses.lock().is_empty() || self.in_txn() {
             return Ok(());
         }
-        let deadline = Instant::now() + wait;
+        let deadline = crate::engine::deadline_after(wait);
         let mut txn = match self
             .inner
             .engine

@@ -1,7 +1,6 @@
 //! Queues in a cache: `push`, `pull`, `peek` (python-diskcache's), on integer keys around
 //! 500000000000000, or string keys `prefix-%015d`.
 
-use super::core::Found;
 use super::entries::{self, OnAccess, Write};
 use super::settings::Settings;
 use super::value::{now, Entry, SetOptions};
@@ -10,7 +9,6 @@ use crate::codec::Codec;
 use crate::engine::{tree, View, WriteTxn};
 use crate::error::{Error, Result};
 use crate::format::key::{int_key, str_key};
-use crate::format::record;
 use crate::key::Key;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -244,7 +242,9 @@ impl<C: Codec> Cache<C> {
             .map(|(k, e)| (k, e.value)))
     }
 
-    /// The item at the queue's end, left in place; expired items met on the way are removed.
+    /// The item at the queue's end, left in place. Expired items met on the way are removed,
+    /// and so are items whose value file is gone (their value is lost; python-diskcache's
+    /// `peek` retries those forever).
     pub fn peek_with<V: DeserializeOwned + 'static>(
         &self,
         q: &QueueOptions,
@@ -255,24 +255,11 @@ impl<C: Codec> Cache<C> {
             let Some(key) = self.read_view(|v, _| edge(v, q, side))? else {
                 return Ok(None);
             };
-            let found: Option<Found<V>> =
-                self.fetch(&key, false, |kind, b| self.decode_as(kind, b))?;
-            if let Some(f) = found {
+            if let Some(f) = self.fetch(&key, false, self.decoded::<V>())? {
                 return Ok(Some((Key::from_encoded(&key)?, f.into_entry()?)));
             }
-            // Expired: remove it (if it still is) and look again.
-            let now = now();
-            self.write(|txn, s| {
-                let raw =
-                    txn.view(|v| v.get(tree::PRIMARY, &key).map(|o| o.map(<[u8]>::to_vec)))?;
-                if let Some(raw) = raw {
-                    let r = record::decode(&raw).map_err(|e| entries::corrupt_record(&key, e))?;
-                    if r.expired(now) {
-                        remove_key(txn, s, &key)?;
-                    }
-                }
-                Ok(())
-            })?;
+            // Expired, or its value is lost: remove it and look again.
+            self.settle_unreadable(&key)?;
         }
     }
 }

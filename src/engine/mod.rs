@@ -120,6 +120,13 @@ const FRAME_SOFT_MAX: usize = 1 << 20;
 /// The index file is never compacted below this size.
 const COMPACT_MIN: u64 = 4 << 20;
 
+/// `now + timeout`, saturating: a timeout of `Duration::MAX` waits as long as it takes.
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
 pub(crate) fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::io(format!("{what} {}", path.display()), e)
 }
@@ -414,7 +421,7 @@ impl Engine {
                 .map_err(|e| io_err("creating directory", &p, e))?;
         }
         let (meta, empty) = MetaFile::open(&*storage, dir)?;
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let mut backoff = Backoff(0);
         let cold = loop {
             if meta.try_presence(LockKind::Exclusive)? {
@@ -634,7 +641,7 @@ impl Engine {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(Error::PreviousIo);
         }
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         if !self.gate.acquire(deadline) {
             return Err(Error::Timeout { removed: 0 });
         }
