@@ -12,6 +12,8 @@ mod codec;
 mod engine;
 mod error;
 mod format;
+#[doc(hidden)]
+pub mod fuzz_decoders;
 mod key;
 pub mod storage;
 #[allow(unsafe_code)]
