@@ -2735,3 +2735,104 @@ fn peek_removes_a_front_item_whose_value_file_is_missing_and_returns_the_next() 
         "the item with the lost value is gone"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Tool APIs: set_value / get_value_entry / expire_at / compact
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn set_value_stores_every_kind_as_it_is_and_get_value_entry_returns_it_with_expiry_and_tag() {
+    let dir = tmp();
+    let cache = open(dir.path());
+    let encoded = diskcache::Codec::encode(&Bincode, &vec![1.5f64, 2.5]).expect("encode");
+    let values = [
+        diskcache::Value::Bytes(vec![0, 1, 2]),
+        diskcache::Value::Str("text".into()),
+        diskcache::Value::Int(-7),
+        diskcache::Value::Float(2.5),
+        diskcache::Value::Encoded(encoded.clone()),
+        diskcache::Value::Bytes(vec![9u8; LARGE]),
+    ];
+    let at = SystemTime::now() + DAY;
+    for (i, v) in values.iter().enumerate() {
+        let opts = SetOptions::new().expire_at(at).tag("t");
+        cache.set_value(i as i64, v, &opts).expect("set_value");
+    }
+    for (i, v) in values.iter().enumerate() {
+        let e = cache
+            .get_value_entry(i as i64)
+            .expect("get_value_entry")
+            .expect("present");
+        assert_eq!(&e.value, v);
+        assert_eq!(e.tag, Some(s("t")));
+        let exp = e.expire_time.expect("expiry kept");
+        let diff = match exp.duration_since(at) {
+            Ok(d) => d,
+            Err(e) => e.duration(),
+        };
+        assert!(diff < Duration::from_millis(1), "expire_at is absolute");
+    }
+    let typed: Vec<f64> = cache.get(4).expect("get").expect("present");
+    assert_eq!(typed, vec![1.5, 2.5], "encoded bytes were not re-encoded");
+    assert_eq!(
+        value_files(dir.path()).len(),
+        1,
+        "the large value has a file"
+    );
+}
+
+#[test]
+fn expire_at_in_the_past_stores_an_already_expired_item() {
+    let dir = tmp();
+    let cache = open_no_cull(dir.path());
+    let opts = SetOptions::new().expire_at(SystemTime::now() - MINUTE);
+    cache.set_with("k", 1, &opts).expect("set");
+    assert_eq!(cache.get::<i64>("k").expect("get"), None);
+    assert_eq!(
+        cache.len().expect("len"),
+        1,
+        "stored, expired, not yet removed"
+    );
+}
+
+#[test]
+fn compact_shrinks_the_index_after_most_items_are_removed_and_keeps_the_rest() {
+    let dir = tmp();
+    let cache = open(dir.path());
+    for i in 0..20_000i64 {
+        cache.set(i, vec![7u8; 100]).expect("set");
+    }
+    cache.compact().expect("compact the full cache");
+    let before = cache.engine_info().index_len;
+    for i in 0..19_900i64 {
+        cache.delete(i).expect("delete");
+    }
+    cache.compact().expect("compact");
+    let info = cache.engine_info();
+    assert!(
+        info.index_len * 4 < before,
+        "index {} bytes after compaction, {} before",
+        info.index_len,
+        before
+    );
+    assert_eq!(cache.len().expect("len"), 100);
+    for i in 19_900..20_000i64 {
+        assert_eq!(cache.get::<Vec<u8>>(i).expect("get"), Some(vec![7u8; 100]));
+    }
+    drop(cache);
+    let reopened = open(dir.path());
+    assert_eq!(
+        reopened.len().expect("len"),
+        100,
+        "compaction survives reopening"
+    );
+    assert_eq!(reopened.check(false).expect("check"), vec![]);
+}
+
+#[test]
+fn compact_inside_a_transaction_is_refused() {
+    let dir = tmp();
+    let cache = open(dir.path());
+    let r = cache.transact(|| cache.compact());
+    assert!(matches!(r, Err(Error::InvalidArgument(_))), "{r:?}");
+}

@@ -53,6 +53,29 @@ impl<C: Codec> Cache<C> {
         self.read_view(|v, _| settings::get(v, name))
     }
 
+    /// Checkpoints the log into the index and rewrites the index file with only live pages,
+    /// returning the space that overwrites and removals left behind (python-diskcache's
+    /// `VACUUM`). Checkpoints keep the index within about twice its live size on their own;
+    /// this reclaims the rest at once, e.g. after clearing most of a large cache. Readers keep reading throughout;
+    /// writers wait for it. Not allowed inside [`Cache::transact`].
+    pub fn compact(&self) -> Result<()> {
+        if self.in_txn() {
+            return Err(Error::InvalidArgument(
+                "compact inside a transaction".into(),
+            ));
+        }
+        // Commit batched accesses first: compaction needs a transaction with no changes.
+        self.write(|_, _| Ok(()))?;
+        let mut txn = self.inner.engine.begin(self.inner.timeout)?;
+        match txn.compact() {
+            Ok(()) => txn.commit(),
+            Err(e) => {
+                txn.rollback();
+                Err(e)
+            }
+        }
+    }
+
     /// Every stored setting.
     pub fn settings(&self) -> Result<BTreeMap<String, Json>> {
         self.read_view(|v, _| settings::stored(v))

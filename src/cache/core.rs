@@ -101,6 +101,11 @@ impl<C: Codec> Cache<C> {
             Some(n) => (n.kind(), n.into_bytes()),
             None => (ValueKind::Encoded, self.inner.codec.encode(value)?),
         };
+        self.prepare_raw(kind, bytes)
+    }
+
+    /// Places already-encoded value bytes inline or in a value file, by size.
+    fn prepare_raw(&self, kind: ValueKind, bytes: Vec<u8>) -> Result<NewValue> {
         let min = self.inner.settings.read().min_file_size;
         if !matches!(kind, ValueKind::Int | ValueKind::Float) && bytes.len() as u64 >= min {
             let e = &self.inner.engine;
@@ -316,6 +321,14 @@ impl<C: Codec> Cache<C> {
         Ok(self.fetch(&k, true, self.loaded_values())?.map(|f| f.value))
     }
 
+    /// The value of `key` whatever its type, with its expiry time and tag.
+    pub fn get_value_entry(&self, key: impl Serialize) -> Result<Option<Entry<Value>>> {
+        let k = encode_key(&key)?;
+        self.fetch(&k, true, self.loaded_values())?
+            .map(Found::into_entry)
+            .transpose()
+    }
+
     /// A reader over the value of `key`: the value file itself for a file-backed value (with
     /// its path), else the stored bytes (python-diskcache's `read`, which returns the value
     /// itself for small ones).
@@ -361,6 +374,24 @@ impl<C: Codec> Cache<C> {
         let k = encode_key(&key)?;
         let tag = opts.encoded_tag()?.map(<[u8]>::to_vec);
         let nv = self.prepare(&value)?;
+        let r = self.store(&k, &nv, opts, tag.as_deref(), false);
+        self.discard(&nv);
+        r.map(|_| ())
+    }
+
+    /// Stores a [`Value`] of any kind under `key`, as it is: an [`Value::Encoded`] value's
+    /// bytes are kept without re-encoding (tools that copy entries between caches, dumps).
+    pub fn set_value(&self, key: impl Serialize, value: &Value, opts: &SetOptions) -> Result<()> {
+        let k = encode_key(&key)?;
+        let tag = opts.encoded_tag()?.map(<[u8]>::to_vec);
+        let (kind, bytes) = match value {
+            Value::Bytes(b) => (ValueKind::Bytes, b.clone()),
+            Value::Str(s) => (ValueKind::Str, s.as_bytes().to_vec()),
+            Value::Int(i) => (ValueKind::Int, i.to_le_bytes().to_vec()),
+            Value::Float(x) => (ValueKind::Float, x.to_le_bytes().to_vec()),
+            Value::Encoded(b) => (ValueKind::Encoded, b.clone()),
+        };
+        let nv = self.prepare_raw(kind, bytes)?;
         let r = self.store(&k, &nv, opts, tag.as_deref(), false);
         self.discard(&nv);
         r.map(|_| ())

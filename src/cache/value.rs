@@ -46,8 +46,14 @@ pub struct Entry<V> {
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct SetOptions {
-    pub(crate) expire: Option<Duration>,
+    expire: Option<Expiry>,
     tag: Option<std::result::Result<Vec<u8>, String>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Expiry {
+    After(Duration),
+    At(f64),
 }
 
 impl SetOptions {
@@ -59,13 +65,24 @@ impl SetOptions {
     /// Expire this long after storing. `Duration::ZERO` stores an item that is already
     /// expired (python-diskcache's `expire=0`).
     pub fn expire(mut self, after: Duration) -> SetOptions {
-        self.expire = Some(after);
+        self.expire = Some(Expiry::After(after));
+        self
+    }
+
+    /// Expire at an absolute time (for restoring a dump, or aligning expiries). A time in
+    /// the past stores an item that is already expired.
+    pub fn expire_at(mut self, at: SystemTime) -> SetOptions {
+        let secs = match at.duration_since(UNIX_EPOCH) {
+            Ok(d) => d.as_secs_f64(),
+            Err(_) => 0.0,
+        };
+        self.expire = Some(Expiry::At(secs));
         self
     }
 
     /// Expire after `after` if given, else never.
     pub fn expire_opt(mut self, after: Option<Duration>) -> SetOptions {
-        self.expire = after;
+        self.expire = after.map(Expiry::After);
         self
     }
 
@@ -85,7 +102,10 @@ impl SetOptions {
     }
 
     pub(crate) fn expire_time(&self, now: f64) -> Option<f64> {
-        self.expire.map(|d| now + d.as_secs_f64())
+        self.expire.map(|e| match e {
+            Expiry::After(d) => now + d.as_secs_f64(),
+            Expiry::At(t) => t,
+        })
     }
 }
 

@@ -945,8 +945,7 @@ impl WriteTxn {
         checkpoint::checkpoint(&self.eng)
     }
 
-    /// Rewrites the index file with only live data (tests and tools).
-    #[cfg(test)]
+    /// Checkpoints, then rewrites the index file with only live data.
     pub fn compact(&mut self) -> Result<()> {
         if !self.pending.is_empty() {
             return Err(Error::InvalidArgument(
