@@ -129,6 +129,16 @@ impl Serialize for Key {
 
 struct RawBytes<'a>(&'a [u8]);
 
+/// An already-encoded key, passed on to another cache call without decoding.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EncodedKey<'a>(pub &'a [u8]);
+
+impl Serialize for EncodedKey<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_newtype_struct(format::RAW_KEY, &RawBytes(self.0))
+    }
+}
+
 impl Serialize for RawBytes<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         s.serialize_bytes(self.0)

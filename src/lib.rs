@@ -9,12 +9,16 @@
 
 mod cache;
 mod codec;
+mod deque;
 mod engine;
 mod error;
+mod fanout;
 mod format;
 #[doc(hidden)]
 pub mod fuzz_decoders;
+mod index;
 mod key;
+pub mod recipes;
 pub mod storage;
 #[allow(unsafe_code)]
 mod sys;
@@ -24,6 +28,9 @@ pub use cache::{
     SetOptions, Side, Value, ValueReader, Warning, WarningKind,
 };
 pub use codec::{Bincode, Codec, Json};
+pub use deque::{Deque, DequeIter};
 pub use engine::{EngineInfo, SyncLevel};
 pub use error::{Error, Result};
+pub use fanout::{FanoutBuilder, FanoutCache, MergedKeys};
+pub use index::{Index, IndexItems, IndexKeys, IndexValues};
 pub use key::{CompositeKey, Key};

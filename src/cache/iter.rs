@@ -115,6 +115,39 @@ impl<C: Codec> Iterator for Keys<C> {
     }
 }
 
+/// Keys with their values, skipping keys whose item is gone by the time it is read (for
+/// the collections' value iterators).
+#[derive(Debug)]
+pub(crate) struct Live<C: Codec> {
+    cache: Cache<C>,
+    keys: Keys<C>,
+}
+
+impl<C: Codec> Live<C> {
+    pub(crate) fn new(cache: &Cache<C>, keys: Keys<C>) -> Live<C> {
+        Live {
+            cache: cache.clone(),
+            keys,
+        }
+    }
+
+    /// The next key whose item is still there, with its value.
+    pub(crate) fn next<V: DeserializeOwned + 'static>(&mut self) -> Option<Result<(Key, V)>> {
+        loop {
+            let k = match self.keys.next()? {
+                Ok(k) => k,
+                Err(e) => return Some(Err(e)),
+            };
+            match self.cache.get::<V>(&k) {
+                Ok(Some(v)) => return Some(Ok((k, v))),
+                // Removed since its key was read: skip it.
+                Ok(None) => continue,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
 impl<C: Codec> Cache<C> {
     /// The keys in insertion order (the order in which keys were first stored; overwriting
     /// a key keeps its place), like iterating a python-diskcache `Cache`. Keys stored after

@@ -4,6 +4,7 @@ use super::value::SetOptions;
 use super::Cache;
 use crate::codec::Codec;
 use crate::error::{Error, Result};
+use crate::fanout::FanoutCache;
 use crate::format::key::{split_seq, END, E_NONE, E_SEQ, MORE, TAG_COMPOSITE};
 use crate::format::{encode_element, KeyError};
 use crate::key::Key;
@@ -27,6 +28,11 @@ impl MemoizeOptions {
     /// Default options: untyped, no expiry, no tag, no ignored arguments.
     pub fn new() -> MemoizeOptions {
         MemoizeOptions::default()
+    }
+
+    /// The expiry and tag results are stored with.
+    pub(crate) fn set_options(&self) -> &SetOptions {
+        &self.set
     }
 
     /// Include the arguments' type in the key, so `f(1u8)` and `f(1u64)` are cached apart
@@ -60,7 +66,11 @@ impl MemoizeOptions {
 }
 
 /// The key of a call: python-diskcache's `args_to_key`, `(name, *args, None[, type])`.
-fn call_key<A: Serialize + ?Sized>(name: &str, args: &A, opts: &MemoizeOptions) -> Result<Vec<u8>> {
+pub(crate) fn call_key<A: Serialize + ?Sized>(
+    name: &str,
+    args: &A,
+    opts: &MemoizeOptions,
+) -> Result<Vec<u8>> {
     let bad = |e: KeyError| Error::InvalidKey(format!("memoized arguments: {}", e.0));
     let mut out = vec![TAG_COMPOSITE, E_SEQ, MORE];
     out.extend(encode_element(name).map_err(bad)?);
@@ -146,14 +156,39 @@ impl<C: Codec> Cache<C> {
         F: FnOnce() -> Result<R, E>,
     {
         let key = call_key(name, args, opts)?;
-        if let Some(found) = self.fetch(&key, true, self.decoded::<R>())? {
+        self.memoized_at(&key, opts, compute, StoreTimeout::Fail)
+    }
+
+    /// The memoized call whose key is `key`; `on_timeout` says what a store that times out
+    /// does.
+    pub(crate) fn memoized_at<R, E, F>(
+        &self,
+        key: &[u8],
+        opts: &MemoizeOptions,
+        compute: F,
+        on_timeout: StoreTimeout,
+    ) -> Result<R, E>
+    where
+        R: Serialize + DeserializeOwned + 'static,
+        E: From<Error>,
+        F: FnOnce() -> Result<R, E>,
+    {
+        if let Some(found) = self.fetch(key, true, self.decoded::<R>())? {
             return Ok(found.value);
         }
         let value = compute()?;
         if !opts.lookup_only {
             let tag = opts.set.encoded_tag()?.map(<[u8]>::to_vec);
             let nv = self.prepare(&value)?;
-            let r = self.store(&key, &nv, &opts.set, tag.as_deref(), false);
+            let r = loop {
+                match self.store(key, &nv, &opts.set, tag.as_deref(), false) {
+                    Err(Error::Timeout { .. }) if on_timeout == StoreTimeout::Retry => continue,
+                    Err(Error::Timeout { .. }) if on_timeout == StoreTimeout::Skip => {
+                        break Ok(false)
+                    }
+                    r => break r,
+                }
+            };
             self.discard(&nv);
             r?;
         }
@@ -186,7 +221,7 @@ impl<C: Codec> Cache<C> {
         F: Fn(&A) -> R,
     {
         Memoized {
-            cache: self.clone(),
+            target: Target::Cache(self.clone()),
             name: name.into(),
             opts,
             f,
@@ -195,9 +230,27 @@ impl<C: Codec> Cache<C> {
     }
 }
 
-/// A function whose results are cached; see [`Cache::memoize`].
+/// What a memoized call does when storing its result times out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StoreTimeout {
+    /// Fail with the timeout.
+    Fail,
+    /// Try again until it is stored.
+    Retry,
+    /// Return the result without storing it.
+    Skip,
+}
+
+/// Where a memoized function keeps its results.
+enum Target<C: Codec> {
+    Cache(Cache<C>),
+    Fanout(FanoutCache<C>),
+}
+
+/// A function whose results are cached; see [`Cache::memoize`] and
+/// [`FanoutCache::memoize`].
 pub struct Memoized<C: Codec, A: ?Sized, R, F> {
-    cache: Cache<C>,
+    target: Target<C>,
     name: String,
     opts: MemoizeOptions,
     f: F,
@@ -220,15 +273,33 @@ where
     R: Serialize + DeserializeOwned + 'static,
     F: Fn(&A) -> R,
 {
+    pub(crate) fn on_fanout(
+        fanout: FanoutCache<C>,
+        name: String,
+        opts: MemoizeOptions,
+        f: F,
+    ) -> Memoized<C, A, R, F> {
+        Memoized {
+            target: Target::Fanout(fanout),
+            name,
+            opts,
+            f,
+            types: PhantomData,
+        }
+    }
+
     /// Calls the function, or returns its cached result.
     pub fn call(&self, args: &A) -> Result<R> {
-        self.cache
-            .memoized(&self.name, args, &self.opts, || (self.f)(args))
+        let compute = || (self.f)(args);
+        match &self.target {
+            Target::Cache(c) => c.memoized(&self.name, args, &self.opts, compute),
+            Target::Fanout(c) => c.memoized(&self.name, args, &self.opts, compute),
+        }
     }
 
     /// The key of a call's result (python-diskcache's `__cache_key__`).
     pub fn cache_key(&self, args: &A) -> Result<Key> {
-        self.cache.memoize_key(&self.name, args, &self.opts)
+        Key::from_encoded(&call_key(&self.name, args, &self.opts)?)
     }
 
     /// The function's name in the cache.

@@ -13,9 +13,12 @@ mod value;
 
 pub use check::{Warning, WarningKind};
 pub use iter::Keys;
+pub(crate) use iter::Live;
+pub(crate) use memo::{call_key as memo_call_key, StoreTimeout};
 pub use memo::{MemoizeOptions, Memoized};
 pub use queue::{QueueOptions, Side};
 pub use settings::EvictionPolicy;
+pub(crate) use settings::SIZE_LIMIT as SIZE_LIMIT_SETTING;
 pub use value::{Entry, SetOptions, Value, ValueReader};
 
 use crate::codec::{Bincode, Codec};
@@ -121,7 +124,8 @@ thread_local! {
     static THREAD_TOKEN: u64 = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
 }
 
-fn thread_token() -> u64 {
+/// A number unique to the calling thread for the life of the process.
+pub(crate) fn thread_token() -> u64 {
     THREAD_TOKEN.with(|t| *t)
 }
 
@@ -138,16 +142,23 @@ pub struct CacheBuilder<C: Codec = Bincode> {
     engine: EngineOptions,
     storage: Option<Arc<dyn Storage>>,
     overrides: BTreeMap<String, Json>,
+    /// How long opening waits for the writer lock, if not `timeout` (collections built on
+    /// caches with short timeouts still open patiently).
+    open_timeout: Option<Duration>,
 }
+
+/// python-diskcache's default `timeout`.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Default for CacheBuilder<Bincode> {
     fn default() -> Self {
         CacheBuilder {
             codec: Bincode,
-            timeout: Duration::from_secs(60),
+            timeout: DEFAULT_TIMEOUT,
             engine: EngineOptions::default(),
             storage: None,
             overrides: BTreeMap::new(),
+            open_timeout: None,
         }
     }
 }
@@ -227,6 +238,29 @@ impl<C: Codec> CacheBuilder<C> {
             engine: self.engine,
             storage: self.storage,
             overrides: self.overrides,
+            open_timeout: self.open_timeout,
+        }
+    }
+
+    /// Waits up to `t` for the writer lock while opening, whatever the timeout.
+    pub(crate) fn open_timeout(mut self, t: Duration) -> Self {
+        self.open_timeout = Some(t);
+        self
+    }
+
+    /// This builder's codec, storage and engine options, with no stored settings given and
+    /// the default timeout (for the sub-collections of a fanout cache).
+    pub(crate) fn handle_options(&self) -> CacheBuilder<C>
+    where
+        C: Clone,
+    {
+        CacheBuilder {
+            codec: self.codec.clone(),
+            timeout: DEFAULT_TIMEOUT,
+            engine: self.engine.clone(),
+            storage: self.storage.clone(),
+            overrides: BTreeMap::new(),
+            open_timeout: None,
         }
     }
 
@@ -239,14 +273,21 @@ impl<C: Codec> CacheBuilder<C> {
     /// directory is not removed when the cache is dropped (as in python-diskcache);
     /// [`Cache::directory`] tells where it is.
     pub fn open_temp(self) -> Result<Cache<C>> {
-        let base = std::env::temp_dir();
-        loop {
-            let dir = base.join(format!("diskcache-{:016x}", fastrand::u64(..)));
-            match std::fs::create_dir(&dir) {
-                Ok(()) => return self.open(dir),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(Error::io(format!("creating {}", dir.display()), e)),
-            }
+        let dir = new_temp_dir()?;
+        self.open(dir)
+    }
+}
+
+/// Creates a new, empty directory `diskcache-<random>` under the system's temporary
+/// directory.
+pub(crate) fn new_temp_dir() -> Result<PathBuf> {
+    let base = std::env::temp_dir();
+    loop {
+        let dir = base.join(format!("diskcache-{:016x}", fastrand::u64(..)));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io(format!("creating {}", dir.display()), e)),
         }
     }
 }
@@ -292,7 +333,8 @@ impl<C: Codec> Cache<C> {
             let v = settings::validate(&k, v)?;
             changes.insert(k, v);
         }
-        let engine = Engine::open(dir, storage, b.engine, b.timeout)?;
+        let open_timeout = b.open_timeout.unwrap_or(b.timeout);
+        let engine = Engine::open(dir, storage, b.engine, open_timeout)?;
         let stored = engine.read(settings::stored)?;
         match stored.get(settings::CODEC).and_then(Json::as_str) {
             Some(name) if name != b.codec.name() => {
@@ -308,7 +350,7 @@ impl<C: Codec> Cache<C> {
         }
         changes.retain(|k, v| stored.get(k) != Some(v));
         if !changes.is_empty() {
-            let mut txn = engine.begin(b.timeout)?;
+            let mut txn = engine.begin(open_timeout)?;
             // Another opener may have stored the codec meanwhile.
             if let Some(name) = txn.view(|v| settings::get(v, settings::CODEC))? {
                 if name.as_str() != Some(b.codec.name()) {
