@@ -2,7 +2,8 @@
 //! itself (with `DC_ROLE` set) as the child processes they spawn. Children and parent
 //! synchronise over pipes, never by sleeping.
 
-use diskcache::{Cache, Error, SyncLevel};
+use diskcache::recipes::{Acquire, Lock};
+use diskcache::{Cache, Deque, Error, FanoutCache, SyncLevel};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -46,6 +47,22 @@ fn main() {
         (
             "a_writer_waits_for_another_process_and_times_out",
             a_writer_waits_for_another_process_and_times_out,
+        ),
+        (
+            "a_deque_between_a_producer_and_a_consumer_process_loses_and_duplicates_nothing",
+            a_deque_between_a_producer_and_a_consumer_process_loses_and_duplicates_nothing,
+        ),
+        (
+            "a_deque_shared_by_two_producers_and_two_consumers_delivers_each_item_once",
+            a_deque_shared_by_two_producers_and_two_consumers_delivers_each_item_once,
+        ),
+        (
+            "a_counter_guarded_by_a_lock_in_many_processes_loses_no_update",
+            a_counter_guarded_by_a_lock_in_many_processes_loses_no_update,
+        ),
+        (
+            "fanout_incr_from_many_processes_with_retry_loses_no_increment",
+            fanout_incr_from_many_processes_with_retry_loses_no_increment,
         ),
     ];
     let mut failed = 0;
@@ -223,6 +240,77 @@ fn child(role: &str, args: &[String]) {
                     Ok(())
                 })
                 .expect("transact");
+        }
+        "deque_produce" => {
+            // Appends `n` numbers tagged with this producer's id, then counts itself done.
+            let deque: Deque<(u64, u64)> = Deque::open(dir).expect("open deque");
+            let id: u64 = args[1].parse().expect("id");
+            let n: u64 = args[2].parse().expect("n");
+            for i in 0..n {
+                deque.append(&(id, i)).expect("append");
+            }
+            let side = Cache::open(Path::new(&args[3])).expect("open side cache");
+            side.incr("producers_done", 1).expect("incr");
+        }
+        "deque_consume" => {
+            // Pops until every producer is done and the deque is empty; prints a summary
+            // (count, per-producer order check) and every item it received.
+            let deque: Deque<(u64, u64)> = Deque::open(dir).expect("open deque");
+            let side = Cache::open(Path::new(&args[1])).expect("open side cache");
+            let producers: i64 = args[2].parse().expect("producers");
+            let mut got = Vec::new();
+            loop {
+                match deque.popleft().expect("popleft") {
+                    Some(item) => got.push(item),
+                    None => {
+                        let done: i64 = side.get("producers_done").expect("get").unwrap_or(0);
+                        if done == producers && deque.is_empty().expect("is_empty") {
+                            break;
+                        }
+                        std::thread::yield_now();
+                    }
+                }
+            }
+            // Each producer's items reach one consumer in the order they were appended.
+            let mut last: std::collections::HashMap<u64, u64> = Default::default();
+            let mut in_order = true;
+            for (id, i) in &got {
+                if let Some(prev) = last.insert(*id, *i) {
+                    in_order &= *i > prev;
+                }
+            }
+            println!("{} {}", got.len(), in_order);
+            let mut out = std::io::stdout().lock();
+            for (id, i) in &got {
+                writeln!(out, "{id} {i}").expect("write");
+            }
+        }
+        "lock_counter" => {
+            let cache = Cache::open(dir).expect("open");
+            let lock = Lock::new(cache.clone(), "counter-lock")
+                .expect("lock")
+                .expire(Duration::from_secs(120));
+            let m: u64 = args[1].parse().expect("m");
+            for _ in 0..m {
+                lock.run(|| {
+                    // A read-modify-write that loses updates unless the lock excludes
+                    // the other processes.
+                    let v: u64 = cache.get("counter").expect("get").unwrap_or(0);
+                    cache.set("counter", v + 1).expect("set");
+                })
+                .expect("run under the lock");
+            }
+        }
+        "fanout_incr" => {
+            let cache = FanoutCache::builder()
+                .retry(true)
+                .open(dir)
+                .expect("open fanout");
+            let n: u64 = args[1].parse().expect("n");
+            for i in 0..n {
+                let v = cache.incr(("counter", i % 4), 1).expect("incr");
+                assert!(v.is_some(), "with retry, incr never gives up");
+            }
         }
         other => panic!("unknown role {other}"),
     }
@@ -423,4 +511,98 @@ fn a_writer_waits_for_another_process_and_times_out() {
     tell(&mut input, "release");
     wait_ok(a);
     cache.set("x", 1).expect("free again");
+}
+
+fn a_deque_between_a_producer_and_a_consumer_process_loses_and_duplicates_nothing() {
+    const N: u64 = 100_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let side = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_str().expect("utf-8 path");
+    let s = side.path().to_str().expect("utf-8 path");
+    let mut consumer = spawn("deque_consume", &[d, s, "1"]);
+    let producer = spawn("deque_produce", &[d, "0", &N.to_string(), s]);
+    let out = Lines::of(consumer.stdout.take().expect("stdout"));
+    let summary = out.next();
+    let mut expected = 0u64;
+    for _ in 0..N {
+        let line = out.next();
+        assert_eq!(
+            line,
+            format!("0 {expected}"),
+            "items arrive once each, in order"
+        );
+        expected += 1;
+    }
+    assert_eq!(summary, format!("{N} true"));
+    wait_ok(producer);
+    wait_ok(consumer);
+    let deque: Deque<(u64, u64)> = Deque::open(dir.path()).expect("open");
+    assert_eq!(deque.len().expect("len"), 0);
+}
+
+fn a_deque_shared_by_two_producers_and_two_consumers_delivers_each_item_once() {
+    const N: u64 = 20_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let side = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_str().expect("utf-8 path");
+    let s = side.path().to_str().expect("utf-8 path");
+    let mut consumers: Vec<Child> = (0..2)
+        .map(|_| spawn("deque_consume", &[d, s, "2"]))
+        .collect();
+    let producers: Vec<Child> = (0..2)
+        .map(|id| spawn("deque_produce", &[d, &id.to_string(), &N.to_string(), s]))
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    for c in &mut consumers {
+        let out = Lines::of(c.stdout.take().expect("stdout"));
+        let summary = out.next();
+        let (count, in_order) = summary.split_once(' ').expect("summary");
+        assert_eq!(in_order, "true", "each producer's items keep their order");
+        for _ in 0..count.parse::<u64>().expect("count") {
+            let line = out.next();
+            assert!(seen.insert(line.clone()), "{line} delivered twice");
+        }
+    }
+    for p in producers {
+        wait_ok(p);
+    }
+    for c in consumers {
+        wait_ok(c);
+    }
+    assert_eq!(seen.len() as u64, 2 * N, "every item delivered");
+}
+
+fn a_counter_guarded_by_a_lock_in_many_processes_loses_no_update() {
+    const PROCS: u64 = 4;
+    const M: u64 = 250;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_str().expect("utf-8 path");
+    Cache::open(dir.path()).expect("create");
+    let kids: Vec<Child> = (0..PROCS)
+        .map(|_| spawn("lock_counter", &[d, &M.to_string()]))
+        .collect();
+    for k in kids {
+        wait_ok(k);
+    }
+    let cache = Cache::open(dir.path()).expect("open");
+    assert_eq!(cache.get::<u64>("counter").expect("get"), Some(PROCS * M));
+    assert!(
+        !cache.contains("counter-lock").expect("contains"),
+        "lock released"
+    );
+}
+
+fn fanout_incr_from_many_processes_with_retry_loses_no_increment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().to_str().expect("utf-8 path");
+    FanoutCache::open(dir.path()).expect("create");
+    let kids: Vec<Child> = (0..4).map(|_| spawn("fanout_incr", &[d, "400"])).collect();
+    for k in kids {
+        wait_ok(k);
+    }
+    let cache = FanoutCache::open(dir.path()).expect("open");
+    let total: i64 = (0..4u64)
+        .map(|i| cache.get::<i64>(("counter", i)).expect("get").unwrap_or(0))
+        .sum();
+    assert_eq!(total, 4 * 400);
 }
