@@ -34,3 +34,8 @@ pub use error::{Error, Result};
 pub use fanout::{FanoutBuilder, FanoutCache, MergedKeys};
 pub use index::{Index, IndexItems, IndexKeys, IndexValues};
 pub use key::{CompositeKey, Key};
+
+/// The README's examples, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
