@@ -413,6 +413,15 @@ impl<C: Codec> FanoutCache<C> {
         Ok(self.attempt(|| shard.get_value(EncodedKey(&k)))?.flatten())
     }
 
+    /// The value of `key` whatever its type, with its expiry time and tag.
+    pub fn get_value_entry(&self, key: impl Serialize) -> Result<Option<Entry<Value>>> {
+        let k = encode_key(&key)?;
+        let shard = self.shard_for(&k);
+        Ok(self
+            .attempt(|| shard.get_value_entry(EncodedKey(&k)))?
+            .flatten())
+    }
+
     /// A reader over the value of `key` (see [`Cache::read`]). Waits for a busy shard, as
     /// python-diskcache's `read` does.
     pub fn read(&self, key: impl Serialize) -> Result<Option<ValueReader>> {

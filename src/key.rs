@@ -99,6 +99,32 @@ impl Key {
         }
     }
 
+    /// The key's canonical encoding (`format-spec/README.md`, "Keys"): the bytes the cache
+    /// stores and sorts by. For tools that copy keys between caches or into dumps.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.encoded()
+    }
+
+    /// The key whose canonical encoding is `bytes`; malformed bytes are
+    /// [`Error::InvalidKey`].
+    ///
+    /// ```
+    /// use diskcache::Key;
+    /// let k = Key::from_value(&("user", 7)).unwrap();
+    /// assert_eq!(Key::from_bytes(&k.to_bytes()).unwrap(), k);
+    /// assert!(Key::from_bytes(&[0xff]).is_err());
+    /// ```
+    pub fn from_bytes(bytes: &[u8]) -> Result<Key> {
+        let k = Key::from_encoded(bytes)?;
+        // Plain keys must be in their canonical form too (e.g. a minimal integer).
+        if k.encoded() != bytes {
+            return Err(Error::InvalidKey(
+                "key bytes are not in canonical form".into(),
+            ));
+        }
+        Ok(k)
+    }
+
     /// Deserializes the key into a typed value.
     pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T> {
         let enc = self.encoded();
