@@ -1,12 +1,15 @@
 //! Per-operation latency of the core `Cache` operations: set, get, delete, get under the
 //! least-recently-used and least-frequently-used policies, with 100-byte values, at 10k and
-//! 1M keys; and the time of a `cull()` that removes 10,000 items.
+//! 1M keys; the time of a `cull()` that removes 10,000 items; and the collections
+//! (`FanoutCache` set/get, `Deque` append/popleft, `Index` insert/get, a `Lock` round trip)
+//! at 10k items.
 //!
 //! Run: `cargo bench --bench latency` (all sizes) or
 //! `cargo bench --bench latency -- --quick` (10k keys only). Prints a markdown table of
 //! median, p90, p99 and max per operation.
 
-use diskcache::{Cache, EvictionPolicy};
+use diskcache::recipes::{Acquire, Lock};
+use diskcache::{Cache, Deque, EvictionPolicy, FanoutCache, Index};
 use std::time::{Duration, Instant};
 
 const VALUE_LEN: usize = 100;
@@ -138,6 +141,53 @@ fn run(n: u64, out: &mut Vec<Stats>) {
     }
 }
 
+/// The collections at 10k items, 100-byte values.
+fn run_collections(out: &mut Vec<Stats>) {
+    const N: u64 = 10_000;
+    let value = vec![b'v'; VALUE_LEN];
+    let ops: Vec<u64> = (0..N).collect();
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fanout = FanoutCache::builder()
+        .size_limit(u64::MAX)
+        .open(dir.path())
+        .expect("open fanout");
+    out.push(time("FanoutCache set (10k keys)".into(), &ops, |k| {
+        assert!(fanout.set(k, &value[..]).expect("set"));
+    }));
+    out.push(time("FanoutCache get (10k keys)".into(), &ops, |k| {
+        let v: Option<Vec<u8>> = fanout.get(k).expect("get");
+        assert!(v.is_some());
+    }));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let deque: Deque<serde_bytes::ByteBuf> = Deque::open(dir.path()).expect("open deque");
+    let item = serde_bytes::ByteBuf::from(value.clone());
+    out.push(time("Deque append (to 10k items)".into(), &ops, |_| {
+        deque.append(&item).expect("append");
+    }));
+    out.push(time("Deque popleft (of 10k items)".into(), &ops, |_| {
+        assert!(deque.popleft().expect("popleft").is_some());
+    }));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index: Index<String, serde_bytes::ByteBuf> = Index::open(dir.path()).expect("open index");
+    out.push(time("Index insert (10k keys)".into(), &ops, |k| {
+        index.insert(&k.to_owned(), &item).expect("insert");
+    }));
+    out.push(time("Index get (10k keys)".into(), &ops, |k| {
+        assert!(index.get(&k.to_owned()).expect("get").is_some());
+    }));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = Cache::open(dir.path()).expect("open");
+    let lock = Lock::new(cache, "lock").expect("lock");
+    out.push(time("Lock acquire + release".into(), &ops, |_| {
+        lock.acquire().expect("acquire");
+        lock.release().expect("release");
+    }));
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let sizes: &[u64] = if quick {
@@ -149,6 +199,7 @@ fn main() {
     for &n in sizes {
         run(n, &mut all);
     }
+    run_collections(&mut all);
     println!("| operation | samples | median | p90 | p99 | max |");
     println!("|---|---:|---:|---:|---:|---:|");
     for s in &all {
