@@ -4,7 +4,8 @@
 //! the end); `cargo run --release --example demo -- <dir>` uses (and keeps) `<dir>`, so a
 //! second run shows the cache's contents surviving across processes.
 
-use diskcache::{Cache, EvictionPolicy, SetOptions};
+use diskcache::recipes::Averager;
+use diskcache::{Cache, Deque, EvictionPolicy, SetOptions};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::time::{Duration, Instant};
@@ -39,11 +40,12 @@ fn main() -> diskcache::Result<()> {
         (None, None) => unreachable!(),
     };
     println!("diskcache demo in {}\n", dir.display());
+    let cache_dir = dir.join("cache");
     let cache = Cache::builder()
         .size_limit(256 << 20)
         .eviction_policy(EvictionPolicy::LeastRecentlyUsed)
         .statistics(true)
-        .open(&dir)?;
+        .open(&cache_dir)?;
     if let Some(runs) = cache.get::<i64>("demo:runs")? {
         println!(
             "This directory already holds a cache: {} items from {runs} earlier run(s).\n",
@@ -171,17 +173,52 @@ fn main() -> diskcache::Result<()> {
     let (hits, misses) = (hits - hits0, misses - misses0);
     println!("   {ops} operations in one second; gets: {hits} hits, {misses} misses");
 
-    // 5. Everything is on disk.
+    // 5. A job queue: a persistent deque drained by worker threads (or processes).
+    println!("\n5. A job queue: a Deque of 200 jobs drained by 4 worker threads");
+    let jobs: Deque<u64> = Deque::open(dir.join("jobs"))?;
+    jobs.clear()?;
+    jobs.extend((1..=200u64).map(|i| i * 1000))?;
+    let job_time = Averager::new(cache.clone(), "demo:job-seconds")?;
+    job_time.pop()?;
+    let per_worker: Vec<u64> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                let (jobs, cache, job_time) = (jobs.clone(), cache.clone(), job_time.clone());
+                s.spawn(move || -> diskcache::Result<u64> {
+                    let mut done = 0;
+                    while let Some(n) = jobs.popleft()? {
+                        let t = Instant::now();
+                        cache.set(("job", n), primes_below(n as usize))?;
+                        job_time.add(t.elapsed().as_secs_f64())?;
+                        done += 1;
+                    }
+                    Ok(done)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("worker thread"))
+            .collect::<diskcache::Result<_>>()
+    })?;
+    println!(
+        "   jobs per worker {per_worker:?} (total {}, none twice), {} left, {:.1} us per job on average",
+        per_worker.iter().sum::<u64>(),
+        jobs.len()?,
+        job_time.get()?.unwrap_or(0.0) * 1e6
+    );
+
+    // 6. Everything is on disk.
     let items = cache.len()?;
     let volume = cache.volume()?;
     drop(cache);
-    let cache = Cache::open(&dir)?;
+    let cache = Cache::open(&cache_dir)?;
     let mut kinds = BTreeMap::new();
     for k in ["demo:runs", "account:bob", "session:alice"] {
         kinds.insert(k, cache.contains(k)?);
     }
     println!(
-        "\n5. Reopened: {} items (was {items}), volume {} KiB, keys present: {kinds:?}",
+        "\n6. Reopened: {} items (was {items}), volume {} KiB, keys present: {kinds:?}",
         cache.len()?,
         volume >> 10
     );
