@@ -25,7 +25,7 @@ mod sys;
 
 pub use cache::{
     Cache, CacheBuilder, Entry, EvictionPolicy, Keys, MemoizeOptions, Memoized, QueueOptions,
-    SetOptions, Side, Value, ValueReader, Warning, WarningKind,
+    RawEntry, SetOptions, Side, Value, ValueKind, ValueReader, Warning, WarningKind,
 };
 pub use codec::{Bincode, Codec, Json};
 pub use deque::{Deque, DequeIter};
