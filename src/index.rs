@@ -4,7 +4,7 @@
 use crate::cache::{Cache, EvictionPolicy, Keys, Live, MemoizeOptions, Memoized, QueueOptions};
 use crate::codec::{Bincode, Codec};
 use crate::error::{Error, Result};
-use crate::key::Key;
+use crate::key::{EncodedKey, Key};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::borrow::Borrow;
@@ -176,15 +176,16 @@ where
     /// The value of `key`; if missing, stores `default` and returns it. Atomic: of many
     /// concurrent calls, all return the value that was stored first.
     pub fn setdefault(&self, key: &K, default: &V) -> Result<V> {
+        let k = crate::key::encode_key(key)?;
         loop {
-            if let Some(v) = self.cache.get(key)? {
+            if let Some(v) = self.cache.get(EncodedKey(&k))? {
                 return Ok(v);
             }
-            if self.cache.add(key, default)? {
-                // Stored: read it back rather than clone `default`.
-                if let Some(v) = self.cache.get(key)? {
-                    return Ok(v);
-                }
+            if !self.cache.add(EncodedKey(&k), default)? {
+                // Present but unreadable (its value file is lost): remove it, so the
+                // next round can store the default. A present, readable item (stored
+                // concurrently) is left alone and read next round.
+                self.cache.settle_unreadable(&k)?;
             }
         }
     }
