@@ -324,6 +324,12 @@ struct Run {
     ops_seen: u64,
 }
 
+/// Whether `DISKCACHE_FUZZ_TRACE` is set: each step and outcome is printed (for replays).
+fn trace() -> bool {
+    static T: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *T.get_or_init(|| std::env::var_os("DISKCACHE_FUZZ_TRACE").is_some())
+}
+
 fn violation(what: &str) -> ! {
     panic!("invariant violated: {what}")
 }
@@ -471,6 +477,12 @@ impl Run {
     /// After a write: acknowledged (or not), and a checkpoint seen (or not).
     fn outcome(&mut self, r: diskcache::Result<()>, next: Candidate) {
         stats::OPS.inc();
+        if trace() {
+            eprintln!(
+                "  -> {r:?} (checkpoint seq now {:?})",
+                self.cache.as_ref().map(|c| c.engine_info().checkpoint_seq)
+            );
+        }
         match r {
             Ok(()) => {
                 let m = match next {
@@ -499,11 +511,35 @@ impl Run {
                 }
                 stats::FAILED_OPS.inc();
                 self.in_flight = Some(next);
+                // A checkpoint may have been published before the failure (`compact`
+                // checkpoints, then fails to write the new index file): it holds the last
+                // acknowledged state, which is durable from now on.
+                let seq = self
+                    .cache
+                    .as_ref()
+                    .map_or(self.ckpt_seq, |c| c.engine_info().checkpoint_seq);
+                if seq > self.ckpt_seq {
+                    stats::CHECKPOINTS.add(seq - self.ckpt_seq);
+                    self.ckpt_seq = seq;
+                    let last = self.last().clone();
+                    self.states = vec![last];
+                }
             }
         }
     }
 
     fn step(&mut self, op: &Op) {
+        if trace() {
+            eprintln!(
+                "op {op:?} | seq {} states {} in_flight {} failing {} ops {} faults {}",
+                self.ckpt_seq,
+                self.states.len(),
+                self.in_flight.is_some(),
+                self.failing,
+                self.fs.op_count(),
+                self.fs.faults_injected()
+            );
+        }
         match op {
             Op::Crash {
                 power,
