@@ -31,6 +31,8 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_millis(10);
 const DEFAULT_SIZE_LIMIT: u64 = 1 << 30;
 /// The setting of shard 0 that records the shard count.
 const SHARDS_SETTING: &str = "fanout_shards";
+/// The setting that turns statistics on or off (as [`Cache::reset`] names it).
+const STATISTICS_SETTING: &str = "statistics";
 /// How long opening waits for the writer lock of a shard, whatever the timeout.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -544,6 +546,12 @@ impl<C: Codec> FanoutCache<C> {
     pub fn stats(&self, enable: bool, reset: bool) -> Result<(u64, u64)> {
         let mut total = (0u64, 0u64);
         for s in &self.inner.shards {
+            // Settle the setting first, waiting for a busy shard: `Cache::stats` reads and
+            // zeroes the counters before it writes the setting, so retrying it after a
+            // timeout would return (and lose) zeroed counters.
+            if s.statistics_enabled()? != enable {
+                until_done(|| s.reset(STATISTICS_SETTING, enable))?;
+            }
             let (h, m) = until_done(|| s.stats(enable, reset))?;
             total = (total.0.saturating_add(h), total.1.saturating_add(m));
         }
@@ -551,8 +559,15 @@ impl<C: Codec> FanoutCache<C> {
     }
 
     /// Changes a stored setting on every shard (see [`Cache::reset`]), waiting for busy
-    /// shards. `size_limit` is the total, split evenly across the shards.
+    /// shards. `size_limit` is the total, split evenly across the shards. The shard count
+    /// (`fanout_shards`) cannot be changed: that is [`Error::InvalidArgument`].
     pub fn reset(&self, name: &str, value: impl Serialize) -> Result<Json> {
+        if name == SHARDS_SETTING {
+            // Another count would map keys to other shards at the next opening.
+            return Err(Error::InvalidArgument(
+                "the shard count is fixed when the fanout cache is created".into(),
+            ));
+        }
         let v = serde_json::to_value(&value)
             .map_err(|e| Error::InvalidArgument(format!("setting {name}: {e}")))?;
         let per_shard = if name == crate::cache::SIZE_LIMIT_SETTING {

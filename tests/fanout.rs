@@ -1365,3 +1365,43 @@ fn sub_collection_names_with_empty_or_dot_parts_are_invalid() {
         );
     }
 }
+
+#[test]
+fn stats_with_reset_that_waits_for_a_busy_shard_still_counts_its_hits() {
+    let dir = tmp();
+    let cache = open(dir.path());
+    cache.stats(true, false).expect("enable statistics");
+    let keys = keys_on(&cache, 0, 10);
+    for &k in &keys {
+        assert!(cache.set(k, k).expect("set"));
+        assert_eq!(cache.get::<i64>(k).expect("get"), Some(k));
+    }
+    let busy = hold_shard(dir.path(), 0);
+    let counted = std::thread::scope(|s| {
+        let c = &cache;
+        // Turning statistics off must write the setting on every shard: shard 0 is busy.
+        let stats = s.spawn(move || c.stats(false, true));
+        let_it_try();
+        assert!(!stats.is_finished());
+        busy.release();
+        join(stats).expect("stats")
+    });
+    assert_eq!(counted, (10, 0));
+    assert_eq!(cache.stats(false, false).expect("stats"), (0, 0));
+}
+
+#[test]
+fn the_shard_count_cannot_be_changed_with_reset() {
+    // Changing the stored count would remap keys at the next opening (python-diskcache #183).
+    let dir = tmp();
+    let cache = open(dir.path());
+    assert!(cache.set("k", 1).expect("set"));
+    let err = cache
+        .reset("fanout_shards", 4)
+        .expect_err("reset of the shard count");
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    drop(cache);
+    let reopened = open(dir.path());
+    assert_eq!(reopened.shard_count(), 8);
+    assert_eq!(reopened.get::<i64>("k").expect("get"), Some(1));
+}
