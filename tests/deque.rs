@@ -620,3 +620,25 @@ fn appends_and_pops_through_several_handles_lose_and_duplicate_nothing() {
     expected.sort();
     assert_eq!(all, expected);
 }
+
+#[test]
+fn reverse_keeps_large_file_backed_and_encoded_values_intact() {
+    let dir = tmp();
+    let big: Deque<serde_bytes::ByteBuf> = Deque::open(dir.path().join("big")).expect("open");
+    let values: Vec<serde_bytes::ByteBuf> = (0..5u8)
+        .map(|n| serde_bytes::ByteBuf::from(vec![n; 100_000]))
+        .collect();
+    big.extend(values.iter()).expect("extend");
+    big.reverse().expect("reverse");
+    let mut expected = values.clone();
+    expected.reverse();
+    assert_eq!(big.to_vec().expect("to_vec"), expected);
+
+    let tuples: Deque<(i32, String)> = Deque::open(dir.path().join("tuples")).expect("open");
+    let items: Vec<(i32, String)> = (0..4).map(|n| (n, n.to_string())).collect();
+    tuples.extend(items.iter()).expect("extend");
+    tuples.reverse().expect("reverse");
+    let mut expected = items.clone();
+    expected.reverse();
+    assert_eq!(tuples.to_vec().expect("to_vec"), expected);
+}

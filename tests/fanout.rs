@@ -978,13 +978,15 @@ fn cull_brings_every_shard_with_file_values_under_its_share_of_the_size_limit() 
         .cull_limit(0)
         .open(dir.path())
         .expect("open");
-    let per_shard = 30 * MIN_FILE;
+    // python: 30 x min_file_size per shard and 40 x shards values; fewer files here (creating
+    // them is the slow part), still several times over the limit.
+    let per_shard = 10 * MIN_FILE;
     // Rust: the total, split across the shards (python sets the whole value on each).
     cache
         .reset("size_limit", SHARDS * per_shard)
         .expect("reset size_limit");
     let value = b"foo".repeat(MIN_FILE as usize);
-    for k in 0..40 * SHARDS {
+    for k in 0..15 * SHARDS {
         assert!(cache.set(k, serde_bytes::Bytes::new(&value)).expect("set"));
     }
     assert!(cache.volume().expect("volume") / SHARDS > per_shard);
@@ -1016,6 +1018,26 @@ fn cull_brings_every_shard_with_inline_values_under_its_share_of_the_size_limit(
     for (i, shard) in cache.shards().iter().enumerate() {
         assert!(shard.volume().expect("volume") <= per_shard, "shard {i}");
     }
+}
+
+#[test]
+fn reopening_with_a_new_size_limit_splits_it_across_every_shard() {
+    let dir = tmp();
+    drop(
+        builder()
+            .shards(4)
+            .size_limit(4_000_000)
+            .open(dir.path())
+            .expect("open"),
+    );
+    let cache = builder()
+        .size_limit(8_000_000)
+        .open(dir.path())
+        .expect("reopen with another limit");
+    for shard in cache.shards() {
+        assert_eq!(shard.size_limit().expect("size_limit"), 2_000_000);
+    }
+    assert_eq!(cache.size_limit().expect("size_limit"), 8_000_000);
 }
 
 #[test]
@@ -1328,6 +1350,9 @@ fn sub_collections_live_under_named_subdirectories_and_are_shared_by_name() {
     );
     // The sub-cache's items are not the fanout cache's.
     assert!(!cache.contains("k").expect("contains"));
+
+    // python: cache(name, timeout=60), whatever the fanout's own timeout.
+    assert_eq!(sub.timeout(), Duration::from_secs(60));
 
     let deque = cache.deque::<String>("q").expect("deque");
     assert_eq!(deque.directory(), dir.path().join("deque").join("q"));
