@@ -36,6 +36,16 @@ impl Fail {
         }
     }
 
+    /// A failure to write a dump: reported even when the reader went away, since the dump
+    /// is then incomplete.
+    pub fn dump_output(e: io::Error) -> Fail {
+        Fail {
+            code: EXIT_ERROR,
+            broken_pipe: false,
+            msg: format!("writing the dump: {e}; the dump is incomplete"),
+        }
+    }
+
     pub fn io(context: impl fmt::Display, e: io::Error) -> Fail {
         Fail {
             code: EXIT_ERROR,
@@ -49,9 +59,13 @@ impl From<diskcache::Error> for Fail {
     fn from(e: diskcache::Error) -> Fail {
         let broken_pipe = matches!(&e, diskcache::Error::Io { source, .. }
             if source.kind() == io::ErrorKind::BrokenPipe);
+        let mut msg = e.to_string();
+        if e.is_timeout() {
+            msg.push_str("; another process holds it (wait longer with --timeout SECONDS)");
+        }
         Fail {
             code: EXIT_ERROR,
-            msg: e.to_string(),
+            msg,
             broken_pipe,
         }
     }

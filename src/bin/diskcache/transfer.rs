@@ -110,8 +110,8 @@ pub fn dump(ctx: &Ctx, dir: &Path, output: Option<&Path>) -> R<()> {
 
 /// Writes the stream; returns (entries, bytes, keys that vanished meanwhile).
 fn write_entries(store: &dyn Store, sink: Box<dyn Write>, header: &Header) -> R<(u64, u64, u64)> {
-    let mut w = Writer::new(BufWriter::with_capacity(1 << 16, sink), header)
-        .map_err(|e| Fail::io("writing the dump", e))?;
+    let mut w =
+        Writer::new(BufWriter::with_capacity(1 << 16, sink), header).map_err(Fail::dump_output)?;
     let pb = bar(store.len()?, "dumping", false);
     let mut vanished = 0u64;
     for k in store.keys(false, false) {
@@ -132,7 +132,7 @@ fn write_entries(store: &dyn Store, sink: Box<dyn Write>, header: &Header) -> R<
             Ok(()) => {}
             Err(WriteError::Output(e)) => {
                 pb.finish_and_clear();
-                return Err(Fail::io("writing the dump", e));
+                return Err(Fail::dump_output(e));
             }
             Err(WriteError::Value(why)) => {
                 pb.finish_and_clear();
@@ -147,7 +147,7 @@ fn write_entries(store: &dyn Store, sink: Box<dyn Write>, header: &Header) -> R<
     pb.finish_and_clear();
     let entries = w.entries;
     let mut total = w.bytes;
-    w.finish().map_err(|e| Fail::io("writing the dump", e))?;
+    w.finish().map_err(Fail::dump_output)?;
     total += 16;
     Ok((entries, total, vanished))
 }

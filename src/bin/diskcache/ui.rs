@@ -35,8 +35,7 @@ pub fn bar(len: u64, msg: &str, bytes: bool) -> ProgressBar {
     pb
 }
 
-/// A spinner for work of unknown length (counting items, or bytes with `bytes`); hidden in
-/// pipes.
+/// A spinner for work of unknown length (counting bytes, with `bytes`); hidden in pipes.
 pub fn spinner(msg: &str, bytes: bool) -> ProgressBar {
     if !progress_on() {
         return ProgressBar::hidden();
@@ -44,7 +43,7 @@ pub fn spinner(msg: &str, bytes: bool) -> ProgressBar {
     let template = if bytes {
         "{spinner} {msg} {bytes} ({elapsed})"
     } else {
-        "{spinner} {msg} {pos} ({elapsed})"
+        "{spinner} {msg} ({elapsed})"
     };
     let style =
         ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_spinner());
