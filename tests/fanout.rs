@@ -12,7 +12,7 @@
 
 use diskcache::{
     Cache, Error, EvictionPolicy, FanoutBuilder, FanoutCache, Key, MemoizeOptions, SetOptions,
-    SyncLevel,
+    SyncLevel, Value,
 };
 use serde_json::json;
 use std::io::{Cursor, Read};
@@ -34,13 +34,27 @@ fn tmp() -> TempDir {
 }
 
 /// Settings for a test cache: fsync is not what these tests are about, and without it
-/// opening eight shards is much quicker.
+/// opening the shards is much quicker.
 fn builder() -> FanoutBuilder {
     FanoutCache::builder().sync(SyncLevel::Off)
 }
 
+/// The shard count of most tests: fewer than the default 8, as creating and removing each
+/// shard's files is most of a test's time, and enough to spread keys. The tests of the
+/// defaults and of python's size-limit arithmetic use 8.
+const SHARDS: usize = 4;
+
+/// A new fanout cache with `SHARDS` shards.
 fn open(dir: &Path) -> FanoutCache {
-    builder().open(dir).expect("open the fanout cache")
+    builder()
+        .shards(SHARDS)
+        .open(dir)
+        .expect("open the fanout cache")
+}
+
+/// Another handle on an existing fanout cache (with its stored shard count).
+fn reopen(dir: &Path) -> FanoutCache {
+    builder().open(dir).expect("reopen the fanout cache")
 }
 
 /// A fanout cache with automatic culling off, so expired items stay until removed.
@@ -52,6 +66,7 @@ fn open_no_cull(dir: &Path) -> FanoutCache {
 
 fn retrying(dir: &Path) -> FanoutCache {
     builder()
+        .shards(SHARDS)
         .retry(true)
         .open(dir)
         .expect("open a retrying fanout cache")
@@ -104,7 +119,7 @@ struct Busy {
 /// Holds the writer lock of shard `shard` of the fanout cache in `dir`, through a handle of
 /// its own, until the returned `Busy` is released.
 fn hold_shard(dir: &Path, shard: usize) -> Busy {
-    let other = open(dir);
+    let other = reopen(dir);
     let shard = other.shards()[shard].clone();
     let (locked_tx, locked_rx) = mpsc::channel::<()>();
     let (release_tx, release_rx) = mpsc::channel::<()>();
@@ -207,7 +222,7 @@ fn effective_settings(c: &Cache) -> (u64, EvictionPolicy, bool, bool, u64) {
 #[test]
 fn a_new_fanout_cache_has_eight_shards_with_default_settings_and_a_split_size_limit() {
     let dir = tmp();
-    let cache = open(dir.path());
+    let cache = builder().open(dir.path()).expect("open with the defaults");
     assert_eq!(cache.shard_count(), 8);
     assert!(!cache.retries());
     let plain_dir = tmp();
@@ -288,7 +303,7 @@ fn the_shard_count_is_stored_and_used_when_reopening_without_one() {
         assert!(cache.set(k, k).expect("set"));
     }
     drop(cache);
-    let reopened = open(dir.path());
+    let reopened = reopen(dir.path());
     assert_eq!(reopened.shard_count(), 3);
     for k in 0..30 {
         assert_eq!(reopened.get::<i64>(k).expect("get"), Some(k), "key {k}");
@@ -342,7 +357,7 @@ fn the_size_limit_given_when_opening_is_a_total_split_across_the_shards() {
     assert_eq!(cache.size_limit().expect("size_limit"), 4_000_000);
     drop(cache);
     // Reopening without a limit keeps the stored one.
-    let reopened = open(dir.path());
+    let reopened = reopen(dir.path());
     assert_eq!(reopened.size_limit().expect("size_limit"), 4_000_000);
 }
 
@@ -970,7 +985,8 @@ fn evict_removes_the_tagged_items_of_every_shard_and_counts_them() {
 
 #[test]
 fn cull_brings_every_shard_with_file_values_under_its_share_of_the_size_limit() {
-    const SHARDS: u64 = 8;
+    // python's default count, which its arithmetic assumes.
+    const SHARDS_8: u64 = 8;
     const MIN_FILE: u64 = 4096;
     let dir = tmp();
     let cache = builder()
@@ -983,15 +999,15 @@ fn cull_brings_every_shard_with_file_values_under_its_share_of_the_size_limit() 
     let per_shard = 10 * MIN_FILE;
     // Rust: the total, split across the shards (python sets the whole value on each).
     cache
-        .reset("size_limit", SHARDS * per_shard)
+        .reset("size_limit", SHARDS_8 * per_shard)
         .expect("reset size_limit");
     let value = b"foo".repeat(MIN_FILE as usize);
-    for k in 0..15 * SHARDS {
+    for k in 0..15 * SHARDS_8 {
         assert!(cache.set(k, serde_bytes::Bytes::new(&value)).expect("set"));
     }
-    assert!(cache.volume().expect("volume") / SHARDS > per_shard);
+    assert!(cache.volume().expect("volume") / SHARDS_8 > per_shard);
     assert!(cache.cull().expect("cull") > 0);
-    assert!(cache.volume().expect("volume") / SHARDS <= per_shard);
+    assert!(cache.volume().expect("volume") / SHARDS_8 <= per_shard);
     for (i, shard) in cache.shards().iter().enumerate() {
         assert!(shard.volume().expect("volume") <= per_shard, "shard {i}");
     }
@@ -999,22 +1015,23 @@ fn cull_brings_every_shard_with_file_values_under_its_share_of_the_size_limit() 
 
 #[test]
 fn cull_brings_every_shard_with_inline_values_under_its_share_of_the_size_limit() {
-    const SHARDS: u64 = 8;
+    // python's default count, which its arithmetic assumes.
+    const SHARDS_8: u64 = 8;
     let dir = tmp();
     let cache = builder().cull_limit(0).open(dir.path()).expect("open");
     let min_file = cache.shards()[0].min_file_size().expect("min_file_size");
     let per_shard = 2 * min_file;
     cache
-        .reset("size_limit", SHARDS * per_shard)
+        .reset("size_limit", SHARDS_8 * per_shard)
         .expect("reset size_limit");
     let value = b"0123456789".repeat(10);
-    let count = 2 * per_shard / (8 + value.len() as u64) * SHARDS;
+    let count = 2 * per_shard / (8 + value.len() as u64) * SHARDS_8;
     for k in 0..count {
         assert!(cache.set(k, serde_bytes::Bytes::new(&value)).expect("set"));
     }
-    assert!(cache.volume().expect("volume") / SHARDS > per_shard);
+    assert!(cache.volume().expect("volume") / SHARDS_8 > per_shard);
     assert!(cache.cull().expect("cull") > 0);
-    assert!(cache.volume().expect("volume") / SHARDS <= per_shard);
+    assert!(cache.volume().expect("volume") / SHARDS_8 <= per_shard);
     for (i, shard) in cache.shards().iter().enumerate() {
         assert!(shard.volume().expect("volume") <= per_shard, "shard {i}");
     }
@@ -1200,7 +1217,7 @@ fn another_handle_on_the_directory_sees_every_item() {
     for (n, v) in ["a", "b", "c", "d", "e"].into_iter().enumerate() {
         assert!(cache.set(v, n).expect("set"));
     }
-    let other = open(dir.path());
+    let other = reopen(dir.path());
     let keys = keys_of(&other);
     assert_eq!(keys.len(), 5);
     for k in keys {
@@ -1287,7 +1304,7 @@ fn a_copied_directory_opens_with_every_value() {
     let dir2 = tmp();
     let copy = dir2.path().join("copy");
     copy_tree(dir1.path(), &copy);
-    let cache2 = open(&copy);
+    let cache2 = reopen(&copy);
     for n in 0..10 {
         assert_eq!(cache2.get::<String>(n).expect("get"), Some(n.to_string()));
     }
@@ -1422,11 +1439,72 @@ fn the_shard_count_cannot_be_changed_with_reset() {
     let cache = open(dir.path());
     assert!(cache.set("k", 1).expect("set"));
     let err = cache
-        .reset("fanout_shards", 4)
+        .reset("fanout_shards", 2)
         .expect_err("reset of the shard count");
     assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
     drop(cache);
-    let reopened = open(dir.path());
-    assert_eq!(reopened.shard_count(), 8);
+    let reopened = reopen(dir.path());
+    assert_eq!(reopened.shard_count(), SHARDS);
     assert_eq!(reopened.get::<i64>("k").expect("get"), Some(1));
+}
+
+#[test]
+fn a_memoized_call_whose_shard_is_busy_returns_its_result_without_storing_it() {
+    let dir = tmp();
+    let cache = open(dir.path());
+    let opts = MemoizeOptions::new();
+    let key = cache.memoize_key("f", &(7,), &opts).expect("memoize_key");
+    let shard = shard_index_of(&cache, &key);
+    let busy = hold_shard(dir.path(), shard);
+    let calls = AtomicUsize::new(0);
+    let f = || {
+        calls.fetch_add(1, Ordering::SeqCst);
+        49
+    };
+    assert_eq!(cache.memoized("f", &(7,), &opts, f).expect("memoized"), 49);
+    busy.release();
+    assert!(!cache.contains(&key).expect("contains"), "not stored");
+    assert_eq!(cache.memoized("f", &(7,), &opts, f).expect("memoized"), 49);
+    assert!(
+        cache.contains(&key).expect("contains"),
+        "stored once the shard is free"
+    );
+    assert_eq!(cache.memoized("f", &(7,), &opts, f).expect("memoized"), 49);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn with_retry_a_memoized_call_whose_shard_is_busy_waits_and_stores_its_result() {
+    let dir = tmp();
+    let cache = retrying(dir.path());
+    let opts = MemoizeOptions::new();
+    let key = cache.memoize_key("f", &(7,), &opts).expect("memoize_key");
+    let busy = hold_shard(dir.path(), shard_index_of(&cache, &key));
+    let r = std::thread::scope(|s| {
+        let c = &cache;
+        let opts = &opts;
+        let call = s.spawn(move || c.memoized("f", &(7,), opts, || 49));
+        let_it_try();
+        assert!(!call.is_finished());
+        busy.release();
+        join(call)
+    });
+    assert_eq!(r.expect("memoized"), 49);
+    assert!(cache.contains(&key).expect("contains"));
+}
+
+#[test]
+fn set_value_on_a_busy_shard_gives_up_with_false() {
+    let dir = tmp();
+    let cache = open(dir.path());
+    let k = keys_on(&cache, 0, 1)[0];
+    let busy = hold_shard(dir.path(), 0);
+    assert!(!cache
+        .set_value(k, &Value::Int(1), &SetOptions::new())
+        .expect("set_value on a busy shard"));
+    busy.release();
+    assert!(cache
+        .set_value(k, &Value::Int(1), &SetOptions::new())
+        .expect("set_value"));
+    assert_eq!(cache.get::<i64>(k).expect("get"), Some(1));
 }
