@@ -29,6 +29,10 @@ use tempfile::TempDir;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
+/// Repeats of a two-digit number that make a value of 40 KB, over the default 32 KiB
+/// `min_file_size`, so it gets a file of its own (python repeats 1e5 times).
+const LARGE_REPEAT: usize = 20_000;
+
 fn tmp() -> TempDir {
     tempfile::tempdir().expect("create a temporary directory")
 }
@@ -41,7 +45,7 @@ fn builder() -> FanoutBuilder {
 
 /// The shard count of most tests: fewer than the default 8, as creating and removing each
 /// shard's files is most of a test's time, and enough to spread keys. The tests of the
-/// defaults and of python's size-limit arithmetic use 8.
+/// defaults use 8.
 const SHARDS: usize = 4;
 
 /// A new fanout cache with `SHARDS` shards.
@@ -620,7 +624,7 @@ fn a_large_value_lives_in_the_directory_of_its_keys_shard() {
     let dir = tmp();
     let cache = open(dir.path());
     for n in 100..120 {
-        let value = n.to_string().repeat(100_000);
+        let value = n.to_string().repeat(LARGE_REPEAT);
         assert!(cache.set(n, &value).expect("set"));
         let reader = cache.read(n).expect("read").expect("present");
         let path = reader.path().expect("a file-backed value").to_path_buf();
@@ -985,11 +989,11 @@ fn evict_removes_the_tagged_items_of_every_shard_and_counts_them() {
 
 #[test]
 fn cull_brings_every_shard_with_file_values_under_its_share_of_the_size_limit() {
-    // python's default count, which its arithmetic assumes.
-    const SHARDS_8: u64 = 8;
+    const SHARDS_U64: u64 = SHARDS as u64;
     const MIN_FILE: u64 = 4096;
     let dir = tmp();
     let cache = builder()
+        .shards(SHARDS)
         .min_file_size(MIN_FILE)
         .cull_limit(0)
         .open(dir.path())
@@ -999,15 +1003,15 @@ fn cull_brings_every_shard_with_file_values_under_its_share_of_the_size_limit() 
     let per_shard = 10 * MIN_FILE;
     // Rust: the total, split across the shards (python sets the whole value on each).
     cache
-        .reset("size_limit", SHARDS_8 * per_shard)
+        .reset("size_limit", SHARDS_U64 * per_shard)
         .expect("reset size_limit");
     let value = b"foo".repeat(MIN_FILE as usize);
-    for k in 0..15 * SHARDS_8 {
+    for k in 0..15 * SHARDS_U64 {
         assert!(cache.set(k, serde_bytes::Bytes::new(&value)).expect("set"));
     }
-    assert!(cache.volume().expect("volume") / SHARDS_8 > per_shard);
+    assert!(cache.volume().expect("volume") / SHARDS_U64 > per_shard);
     assert!(cache.cull().expect("cull") > 0);
-    assert!(cache.volume().expect("volume") / SHARDS_8 <= per_shard);
+    assert!(cache.volume().expect("volume") / SHARDS_U64 <= per_shard);
     for (i, shard) in cache.shards().iter().enumerate() {
         assert!(shard.volume().expect("volume") <= per_shard, "shard {i}");
     }
@@ -1015,23 +1019,22 @@ fn cull_brings_every_shard_with_file_values_under_its_share_of_the_size_limit() 
 
 #[test]
 fn cull_brings_every_shard_with_inline_values_under_its_share_of_the_size_limit() {
-    // python's default count, which its arithmetic assumes.
-    const SHARDS_8: u64 = 8;
+    const SHARDS_U64: u64 = SHARDS as u64;
     let dir = tmp();
     let cache = builder().cull_limit(0).open(dir.path()).expect("open");
     let min_file = cache.shards()[0].min_file_size().expect("min_file_size");
     let per_shard = 2 * min_file;
     cache
-        .reset("size_limit", SHARDS_8 * per_shard)
+        .reset("size_limit", SHARDS_U64 * per_shard)
         .expect("reset size_limit");
     let value = b"0123456789".repeat(10);
-    let count = 2 * per_shard / (8 + value.len() as u64) * SHARDS_8;
+    let count = 2 * per_shard / (8 + value.len() as u64) * SHARDS_U64;
     for k in 0..count {
         assert!(cache.set(k, serde_bytes::Bytes::new(&value)).expect("set"));
     }
-    assert!(cache.volume().expect("volume") / SHARDS_8 > per_shard);
+    assert!(cache.volume().expect("volume") / SHARDS_U64 > per_shard);
     assert!(cache.cull().expect("cull") > 0);
-    assert!(cache.volume().expect("volume") / SHARDS_8 <= per_shard);
+    assert!(cache.volume().expect("volume") / SHARDS_U64 <= per_shard);
     for (i, shard) in cache.shards().iter().enumerate() {
         assert!(shard.volume().expect("volume") <= per_shard, "shard {i}");
     }
@@ -1298,7 +1301,9 @@ fn a_copied_directory_opens_with_every_value() {
         assert!(cache.set(n, n.to_string()).expect("set"));
     }
     for n in 10..20 {
-        assert!(cache.set(n, n.to_string().repeat(100_000)).expect("set"));
+        assert!(cache
+            .set(n, n.to_string().repeat(LARGE_REPEAT))
+            .expect("set"));
     }
     cache.close().expect("close");
     let dir2 = tmp();
@@ -1311,7 +1316,7 @@ fn a_copied_directory_opens_with_every_value() {
     for n in 10..20 {
         assert_eq!(
             cache2.get::<String>(n).expect("get"),
-            Some(n.to_string().repeat(100_000))
+            Some(n.to_string().repeat(LARGE_REPEAT))
         );
     }
     assert!(cache2.check(false).expect("check").is_empty());
