@@ -523,9 +523,13 @@ fn a_deque_between_a_producer_and_a_consumer_process_loses_and_duplicates_nothin
     let producer = spawn("deque_produce", &[d, "0", &N.to_string(), s]);
     let out = Lines::of(consumer.stdout.take().expect("stdout"));
     let summary = out.next();
-        for expected in 0..N {
+    for expected in 0..N {
         let line = out.next();
-        assert_eq!(line, format!("0 {expected}"), "items arrive once each, in order");
+        assert_eq!(
+            line,
+            format!("0 {expected}"),
+            "items arrive once each, in order"
+        );
     }
     assert_eq!(summary, format!("{N} true"));
     wait_ok(producer);
