@@ -1600,37 +1600,6 @@ fn unknown_setting_names_are_stored_and_read_back() {
 }
 
 #[test]
-fn setting_of_a_default_never_stored_is_none() {
-    // Deviation from python-diskcache, which stores every default setting when it creates
-    // a cache, so reset('cull_limit') returns 10 there. Here `setting` returns "a stored
-    // setting" and a new cache stores only the settings given (`CacheBuilder` docs: others
-    // keep "the default, for a new cache"); the typed getters give the effective value.
-    let dir = tmp();
-    let cache = open(dir.path());
-    for name in [
-        "size_limit",
-        "cull_limit",
-        "eviction_policy",
-        "statistics",
-        "tag_index",
-        "disk_min_file_size",
-    ] {
-        assert_eq!(cache.setting(name).expect("setting"), None, "{name}");
-    }
-    assert_eq!(cache.cull_limit().expect("cull_limit"), 10);
-    // Once given (at open or by reset), a setting is stored and read back.
-    cache.reset("cull_limit", 10).expect("reset");
-    assert_eq!(
-        cache.setting("cull_limit").expect("setting"),
-        Some(json!(10))
-    );
-    // The counters are always there.
-    assert_eq!(cache.setting("count").expect("setting"), Some(json!(0)));
-    assert_eq!(cache.setting("hits").expect("setting"), Some(json!(0)));
-    assert_eq!(cache.setting("misses").expect("setting"), Some(json!(0)));
-}
-
-#[test]
 fn settings_lists_the_stored_settings() {
     let dir = tmp();
     let cache = Cache::builder()
@@ -2835,4 +2804,70 @@ fn compact_inside_a_transaction_is_refused() {
     let cache = open(dir.path());
     let r = cache.transact(|| cache.compact());
     assert!(matches!(r, Err(Error::InvalidArgument(_))), "{r:?}");
+}
+
+#[test]
+fn setting_of_a_known_setting_never_stored_is_its_default_as_in_python_diskcache() {
+    let dir = tmp();
+    let cache = open(dir.path());
+    assert_eq!(
+        cache.setting("cull_limit").expect("setting"),
+        Some(json!(10))
+    );
+    assert_eq!(
+        cache.setting("tag_index").expect("setting"),
+        Some(json!(false))
+    );
+    assert_eq!(
+        cache.setting("eviction_policy").expect("setting"),
+        Some(json!("least-recently-stored"))
+    );
+    assert_eq!(cache.setting("no_such_setting").expect("setting"), None);
+    let all = cache.settings().expect("settings");
+    assert_eq!(all.get("size_limit"), Some(&json!(1u64 << 30)));
+    assert_eq!(all.get("disk_min_file_size"), Some(&json!(1u64 << 15)));
+    cache.reset("cull_limit", 3).expect("reset");
+    assert_eq!(
+        cache.settings().expect("settings").get("cull_limit"),
+        Some(&json!(3))
+    );
+}
+
+#[test]
+fn stats_that_times_out_changing_the_setting_keeps_the_counters() {
+    let dir = tmp();
+    let cache = Cache::builder()
+        .statistics(true)
+        .timeout(Duration::from_millis(20))
+        .open(dir.path())
+        .expect("open");
+    cache.set("k", 1).expect("set");
+    for _ in 0..5 {
+        cache.get::<i64>("k").expect("get");
+    }
+    let holder = open(dir.path());
+    let (locked_tx, locked_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let t = std::thread::spawn(move || {
+        holder
+            .transact(|| {
+                locked_tx.send(()).expect("send");
+                release_rx.recv().expect("recv");
+                Ok(())
+            })
+            .expect("transact");
+    });
+    locked_rx
+        .recv()
+        .expect("the other handle holds the writer lock");
+    let r = cache.stats(false, true);
+    assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
+    release_tx.send(()).expect("release");
+    t.join().expect("holder");
+    assert_eq!(
+        cache.stats(false, true).expect("stats"),
+        (5, 0),
+        "no hit lost"
+    );
+    assert_eq!(cache.stats(false, false).expect("stats"), (0, 0), "reset");
 }

@@ -40,8 +40,9 @@ impl<C: Codec> Cache<C> {
         Ok(v)
     }
 
-    /// A stored setting (python-diskcache's `reset(key)`); also reads the counters `count`,
-    /// `size`, `hits` and `misses`.
+    /// A setting (python-diskcache's `reset(key)`): the stored value, or for a known setting
+    /// never stored, the default in effect; also reads the counters `count`, `size`, `hits`
+    /// and `misses`. `None` for an unknown name that was never stored.
     pub fn setting(&self, name: &str) -> Result<Option<Json>> {
         match name {
             "count" => return Ok(Some(self.len()?.into())),
@@ -50,7 +51,10 @@ impl<C: Codec> Cache<C> {
             "misses" => return Ok(Some(self.inner.engine.live_load(LIVE_MISSES).into())),
             _ => {}
         }
-        self.read_view(|v, _| settings::get(v, name))
+        self.read_view(|v, s| match settings::get(v, name)? {
+            Some(x) => Ok(Some(x)),
+            None => Ok(s.effective().remove(name)),
+        })
     }
 
     /// Checkpoints the log into the index and rewrites the index file with only live pages,
@@ -76,9 +80,14 @@ impl<C: Codec> Cache<C> {
         }
     }
 
-    /// Every stored setting.
+    /// Every setting: the stored ones, and the defaults in effect for known settings never
+    /// stored.
     pub fn settings(&self) -> Result<BTreeMap<String, Json>> {
-        self.read_view(|v, _| settings::stored(v))
+        self.read_view(|v, s| {
+            let mut all = s.effective();
+            all.extend(settings::stored(v)?);
+            Ok(all)
+        })
     }
 
     /// Returns `(hits, misses)` counted so far; with `reset`, zeroes them (the values
@@ -105,16 +114,18 @@ impl<C: Codec> Cache<C> {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// The setting is written first: if that times out, the counters are left as they were.
     pub fn stats(&self, enable: bool, reset: bool) -> Result<(u64, u64)> {
-        let e = &self.inner.engine;
-        let counts = (e.live_load(LIVE_HITS), e.live_load(LIVE_MISSES));
-        if reset {
-            e.live_store(LIVE_HITS, 0);
-            e.live_store(LIVE_MISSES, 0);
-        }
         if self.statistics_enabled()? != enable {
             self.reset(settings::STATISTICS, enable)?;
         }
+        let e = &self.inner.engine;
+        let counts = if reset {
+            (e.live_swap(LIVE_HITS, 0), e.live_swap(LIVE_MISSES, 0))
+        } else {
+            (e.live_load(LIVE_HITS), e.live_load(LIVE_MISSES))
+        };
         Ok(counts)
     }
 }

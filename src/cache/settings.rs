@@ -170,6 +170,24 @@ pub(crate) fn load(v: &View<'_>) -> Result<Settings> {
     Ok(s)
 }
 
+impl Settings {
+    /// The known settings in effect, as [`stored`] would show them had they all been
+    /// stored (python-diskcache stores every default when it creates a cache).
+    pub(crate) fn effective(&self) -> BTreeMap<String, Json> {
+        let mut out = BTreeMap::new();
+        out.insert(SIZE_LIMIT.to_owned(), Json::from(self.size_limit));
+        out.insert(CULL_LIMIT.to_owned(), Json::from(self.cull_limit));
+        out.insert(
+            EVICTION_POLICY.to_owned(),
+            Json::from(self.eviction_policy.as_str()),
+        );
+        out.insert(STATISTICS.to_owned(), Json::from(self.statistics));
+        out.insert(TAG_INDEX.to_owned(), Json::from(self.tag_index));
+        out.insert(MIN_FILE_SIZE.to_owned(), Json::from(self.min_file_size));
+        out
+    }
+}
+
 /// Booleans are stored as JSON booleans; python-diskcache's 0/1 are read too.
 fn as_bool(v: &Json) -> Option<bool> {
     v.as_bool().or_else(|| v.as_u64().map(|n| n != 0))

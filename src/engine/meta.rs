@@ -163,6 +163,11 @@ impl MetaFile {
         }
     }
 
+    /// Stores `v` and returns the value it replaced, atomically.
+    pub fn swap(&self, w: usize, v: u64) -> u64 {
+        self.word(w).map_or(0, |a| a.swap(v, Ordering::AcqRel))
+    }
+
     pub fn add(&self, w: usize, v: u64) {
         if let Some(a) = self.word(w) {
             a.fetch_add(v, Ordering::Relaxed);

@@ -501,8 +501,8 @@ impl Engine {
         self.meta.load(word)
     }
 
-    pub fn live_store(&self, word: usize, v: u64) {
-        self.meta.store(word, v);
+    pub fn live_swap(&self, word: usize, v: u64) -> u64 {
+        self.meta.swap(word, v)
     }
 
     /// Value files named by the log since the checkpoint: created (and maybe not yet
