@@ -1,6 +1,6 @@
 //! Runs random inputs through a target without libFuzzer (quick checks, and replaying
 //! artifacts with a readable panic): `cargo run --release --example smoke -- ops 1000` or
-//! `cargo run --release --example smoke -- ops path/to/crash-file`.
+//! `cargo run --release --example smoke -- ops path/to/crash-file [times]`.
 
 use diskcache_fuzz::{decoders, files, ops};
 
@@ -52,8 +52,13 @@ fn main() {
             })
         );
     } else {
+        // `smoke ops FILE [TIMES]`: the same input, TIMES times in this process (the
+        // library's hash maps order differently each time, which changes file layouts).
         let bytes = std::fs::read(what).expect("read input");
-        run(target, &bytes);
-        println!("ran {what}: ok");
+        let times: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1);
+        for _ in 0..times {
+            run(target, &bytes);
+        }
+        println!("ran {what} {times} times: ok");
     }
 }

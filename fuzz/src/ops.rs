@@ -330,8 +330,23 @@ fn trace() -> bool {
     *T.get_or_init(|| std::env::var_os("DISKCACHE_FUZZ_TRACE").is_some())
 }
 
+thread_local! {
+    /// What this run did so far (steps, outcomes, recoveries), printed with a violation:
+    /// crash outcomes depend on file layouts, which vary with the library's hash map order,
+    /// so a failing run may not replay the same way.
+    static HISTORY: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn note(line: String) {
+    if trace() {
+        eprintln!("{line}");
+    }
+    HISTORY.with(|h| h.borrow_mut().push(line));
+}
+
 fn violation(what: &str) -> ! {
-    panic!("invariant violated: {what}")
+    let history = HISTORY.with(|h| h.borrow().join("\n"));
+    panic!("invariant violated: {what}\nthis run:\n{history}")
 }
 
 impl Run {
@@ -477,12 +492,10 @@ impl Run {
     /// After a write: acknowledged (or not), and a checkpoint seen (or not).
     fn outcome(&mut self, r: diskcache::Result<()>, next: Candidate) {
         stats::OPS.inc();
-        if trace() {
-            eprintln!(
-                "  -> {r:?} (checkpoint seq now {:?})",
-                self.cache.as_ref().map(|c| c.engine_info().checkpoint_seq)
-            );
-        }
+        note(format!(
+            "  -> {r:?} (checkpoint seq now {:?})",
+            self.cache.as_ref().map(|c| c.engine_info().checkpoint_seq)
+        ));
         match r {
             Ok(()) => {
                 let m = match next {
@@ -529,17 +542,16 @@ impl Run {
     }
 
     fn step(&mut self, op: &Op) {
-        if trace() {
-            eprintln!(
-                "op {op:?} | seq {} states {} in_flight {} failing {} ops {} faults {}",
-                self.ckpt_seq,
-                self.states.len(),
-                self.in_flight.is_some(),
-                self.failing,
-                self.fs.op_count(),
-                self.fs.faults_injected()
-            );
-        }
+        note(format!(
+            "op {op:?} | seq {} states {} in_flight {} failing {} space {} ops {} faults {}",
+            self.ckpt_seq,
+            self.states.len(),
+            self.in_flight.is_some(),
+            self.failing,
+            self.space_limited,
+            self.fs.op_count(),
+            self.fs.faults_injected()
+        ));
         match op {
             Op::Crash {
                 power,
@@ -886,6 +898,7 @@ impl Run {
                 CrashMode::Kill
             }
         };
+        note(format!("  crash (power loss: {power})"));
         self.fs.crash(mode(power));
         self.fs.set_space_limit(None);
         self.space_limited = false;
@@ -899,6 +912,10 @@ impl Run {
             // Recovery stops at the injected error, or gets through; either way the machine
             // goes down again with whatever the handle had done.
             let opened = self.open();
+            note(format!(
+                "  recovery with a fault after {n}: {:?}; crash (power loss: {second_power})",
+                opened.as_ref().map(|_| ())
+            ));
             self.fs.kill(self.pid);
             drop(opened);
             self.fs.crash(mode(second_power));
@@ -933,6 +950,7 @@ impl Run {
         let c = match self.open() {
             Ok(c) => c,
             Err(e) if self.allowed(&e) => {
+                note(format!("  open failed: {e}"));
                 self.note_storage();
                 return;
             }
@@ -948,6 +966,12 @@ impl Run {
             Err(e) => violation(&format!("reading after recovery failed: {e}")),
         };
         stats::RECOVERIES.inc();
+        note(format!(
+            "  recovered (power loss: {power}) {} with checkpoint seq {} ({} frames replayed)",
+            describe(&got),
+            c.engine_info().checkpoint_seq,
+            c.engine_info().frames_replayed_at_open
+        ));
         // The states this recovery may come back at, newest first.
         let allowed: Vec<Model> = if power {
             self.states.iter().rev().cloned().collect()
@@ -1067,6 +1091,8 @@ fn crc(b: &[u8]) -> u32 {
 /// Runs one input.
 pub fn run(input: &Input) {
     stats::run_started("ops");
+    HISTORY.with(|h| h.borrow_mut().clear());
+    note(format!("{:?}", input.config));
     // The library's own random choices (value file names, segment salts) come from
     // fastrand's thread-local generator: seed it so a run can be replayed.
     fastrand::seed(input.config.seed);
