@@ -1,6 +1,6 @@
 //! [`Deque`]: a persistent, process-safe double-ended queue (python-diskcache's `Deque`).
 
-use crate::cache::{Cache, EvictionPolicy, Live, QueueOptions, Side};
+use crate::cache::{Cache, EvictionPolicy, QueueOptions, Side, Values};
 use crate::codec::{Bincode, Codec};
 use crate::error::{Error, Result};
 use crate::key::Key;
@@ -346,19 +346,13 @@ impl<T: Serialize + DeserializeOwned + 'static, C: Codec> Deque<T, C> {
 
     /// The values from front to back. Each page of keys is read from the latest state, so
     /// items added or removed meanwhile may or may not be seen (none is seen twice).
-    pub fn iter(&self) -> DequeIter<T, C> {
-        DequeIter {
-            live: Live::new(&self.cache, self.cache.iterkeys()),
-            items: PhantomData,
-        }
+    pub fn iter(&self) -> Values<T, C> {
+        Values::new(&self.cache, self.cache.iterkeys())
     }
 
     /// The values from back to front.
-    pub fn iter_rev(&self) -> DequeIter<T, C> {
-        DequeIter {
-            live: Live::new(&self.cache, self.cache.iterkeys_rev()),
-            items: PhantomData,
-        }
+    pub fn iter_rev(&self) -> Values<T, C> {
+        Values::new(&self.cache, self.cache.iterkeys_rev())
     }
 
     /// All values, front to back (see [`Deque::iter`]; inside [`Deque::transact`], a
@@ -415,25 +409,5 @@ where
     /// Whether an item equals `value`.
     pub fn contains(&self, value: &T) -> Result<bool> {
         Ok(self.index(value)?.is_some())
-    }
-}
-
-/// The values of a [`Deque`], in order; see [`Deque::iter`].
-pub struct DequeIter<T, C: Codec> {
-    live: Live<C>,
-    items: PhantomData<fn() -> T>,
-}
-
-impl<T, C: Codec> fmt::Debug for DequeIter<T, C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DequeIter").finish_non_exhaustive()
-    }
-}
-
-impl<T: DeserializeOwned + 'static, C: Codec> Iterator for DequeIter<T, C> {
-    type Item = Result<T>;
-
-    fn next(&mut self) -> Option<Result<T>> {
-        Some(self.live.next::<T>()?.map(|(_, v)| v))
     }
 }

@@ -1,7 +1,9 @@
 //! [`Index`]: a persistent, process-safe map that keeps insertion order (python-diskcache's
 //! `Index`).
 
-use crate::cache::{Cache, EvictionPolicy, Keys, Live, MemoizeOptions, Memoized, QueueOptions};
+use crate::cache::{
+    Cache, EvictionPolicy, Keys, Live, MemoizeOptions, Memoized, QueueOptions, Values,
+};
 use crate::codec::{Bincode, Codec};
 use crate::error::{Error, Result};
 use crate::key::{EncodedKey, Key};
@@ -242,19 +244,13 @@ where
     }
 
     /// The values in insertion order.
-    pub fn values(&self) -> IndexValues<V, C> {
-        IndexValues {
-            live: Live::new(&self.cache, self.cache.iter()),
-            types: PhantomData,
-        }
+    pub fn values(&self) -> Values<V, C> {
+        Values::new(&self.cache, self.cache.iter())
     }
 
     /// The values, newest first.
-    pub fn values_rev(&self) -> IndexValues<V, C> {
-        IndexValues {
-            live: Live::new(&self.cache, self.cache.iter_rev()),
-            types: PhantomData,
-        }
+    pub fn values_rev(&self) -> Values<V, C> {
+        Values::new(&self.cache, self.cache.iter_rev())
     }
 
     /// The items in insertion order.
@@ -356,27 +352,6 @@ impl<K: DeserializeOwned, C: Codec> Iterator for IndexKeys<K, C> {
 
     fn next(&mut self) -> Option<Result<K>> {
         Some(self.keys.next()?.and_then(|k| k.deserialize()))
-    }
-}
-
-/// The values of an [`Index`] in insertion order (either way); values removed while
-/// iterating are skipped. See [`Index::values`].
-pub struct IndexValues<V, C: Codec> {
-    live: Live<C>,
-    types: PhantomData<fn() -> V>,
-}
-
-impl<V, C: Codec> fmt::Debug for IndexValues<V, C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IndexValues").finish_non_exhaustive()
-    }
-}
-
-impl<V: DeserializeOwned + 'static, C: Codec> Iterator for IndexValues<V, C> {
-    type Item = Result<V>;
-
-    fn next(&mut self) -> Option<Result<V>> {
-        Some(self.live.next::<V>()?.map(|(_, v)| v))
     }
 }
 

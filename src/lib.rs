@@ -25,14 +25,14 @@ mod sys;
 
 pub use cache::{
     Cache, CacheBuilder, Entry, EvictionPolicy, Keys, MemoizeOptions, Memoized, QueueOptions,
-    RawEntry, SetOptions, Side, Value, ValueKind, ValueReader, Warning, WarningKind,
+    RawEntry, SetOptions, Side, Value, ValueKind, ValueReader, Values, Warning, WarningKind,
 };
 pub use codec::{Bincode, Codec, Json};
-pub use deque::{Deque, DequeIter};
+pub use deque::Deque;
 pub use engine::{EngineInfo, SyncLevel};
 pub use error::{Error, Result};
 pub use fanout::{FanoutBuilder, FanoutCache, MergedKeys};
-pub use index::{Index, IndexItems, IndexKeys, IndexValues};
+pub use index::{Index, IndexItems, IndexKeys};
 pub use key::{CompositeKey, Key};
 
 /// The README's examples, compiled and run as doctests so they stay true.

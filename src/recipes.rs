@@ -99,13 +99,36 @@ impl<C: Codec> CacheLike for FanoutCache<C> {
     }
 }
 
-/// Something that can be acquired and released: [`Lock`], [`RLock`],
-/// [`BoundedSemaphore`].
+/// Something that can be acquired and released across threads and processes: [`Lock`],
+/// [`RLock`], [`BoundedSemaphore`]. Waiting spins, sleeping 1 ms between attempts (as
+/// python-diskcache's recipes do).
 pub trait Acquire {
-    /// Waits until acquired.
-    fn acquire(&self) -> Result<()>;
+    /// Acquires if that is possible now; whether it did.
+    fn try_acquire(&self) -> Result<bool>;
     /// Releases.
     fn release(&self) -> Result<()>;
+
+    /// Waits until acquired.
+    fn acquire(&self) -> Result<()> {
+        while !self.try_acquire()? {
+            std::thread::sleep(SPIN);
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout`; whether it acquired.
+    fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
+        let start = Instant::now();
+        loop {
+            if self.try_acquire()? {
+                return Ok(true);
+            }
+            if start.elapsed() >= timeout {
+                return Ok(false);
+            }
+            std::thread::sleep(SPIN);
+        }
+    }
 
     /// Runs `f` while holding `self`, releasing it afterwards, even if `f` panics.
     fn run<R>(&self, f: impl FnOnce() -> R) -> Result<R>
@@ -171,12 +194,64 @@ fn key_of(key: impl Serialize) -> Result<Key> {
     Key::from_value(&key)
 }
 
-fn options(expire: Option<Duration>, tag: Option<&Key>) -> SetOptions {
-    let o = SetOptions::new().expire_opt(expire);
-    match tag {
-        Some(t) => o.tag(t),
-        None => o,
+/// Where a recipe keeps its state: a key in a cache, stored with an optional expiry and
+/// tag.
+#[derive(Clone, Debug)]
+struct Slot<S: CacheLike> {
+    cache: S,
+    key: Key,
+    expire: Option<Duration>,
+    tag: Option<Key>,
+}
+
+impl<S: CacheLike> Slot<S> {
+    fn new(cache: S, key: impl Serialize) -> Result<Slot<S>> {
+        Ok(Slot {
+            cache,
+            key: key_of(key)?,
+            expire: None,
+            tag: None,
+        })
     }
+
+    fn get<V: DeserializeOwned + 'static>(&self) -> Result<Option<V>> {
+        Ok(self.cache.entry(&self.key)?.map(|e| e.value))
+    }
+
+    fn options(&self) -> SetOptions {
+        let o = SetOptions::new().expire_opt(self.expire);
+        match &self.tag {
+            Some(t) => o.tag(t),
+            None => o,
+        }
+    }
+
+    fn set<V: Serialize>(&self, value: &V) -> Result<()> {
+        self.cache.store(&self.key, value, &self.options())
+    }
+
+    fn atomically<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R> {
+        self.cache.atomically(f)
+    }
+}
+
+/// `expire` and `tag` builder methods for a recipe with a `slot`.
+macro_rules! slot_options {
+    ($recipe:ident, $expire_doc:literal) => {
+        impl<S: CacheLike> $recipe<S> {
+            #[doc = $expire_doc]
+            pub fn expire(mut self, after: Duration) -> Self {
+                self.slot.expire = Some(after);
+                self
+            }
+
+            /// Store the recipe's key with this tag.
+            pub fn tag(mut self, tag: impl Serialize) -> Result<Self> {
+                self.slot.tag = Some(key_of(tag)?);
+                Ok(self)
+            }
+        }
+    };
 }
 
 /// A running average kept in a cache (python-diskcache's `Averager`): the total and the
@@ -199,56 +274,35 @@ fn options(expire: Option<Duration>, tag: Option<&Key>) -> SetOptions {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Averager<S: CacheLike> {
-    cache: S,
-    key: Key,
-    expire: Option<Duration>,
-    tag: Option<Key>,
+    slot: Slot<S>,
 }
+
+slot_options!(Averager, "Each update stores the average with this expiry.");
 
 impl<S: CacheLike> Averager<S> {
     /// An average stored under `key`.
     pub fn new(cache: S, key: impl Serialize) -> Result<Averager<S>> {
         Ok(Averager {
-            cache,
-            key: key_of(key)?,
-            expire: None,
-            tag: None,
+            slot: Slot::new(cache, key)?,
         })
-    }
-
-    /// Each update stores the average with this expiry.
-    pub fn expire(mut self, after: Duration) -> Self {
-        self.expire = Some(after);
-        self
-    }
-
-    /// Each update stores the average with this tag.
-    pub fn tag(mut self, tag: impl Serialize) -> Result<Self> {
-        self.tag = Some(key_of(tag)?);
-        Ok(self)
     }
 
     /// Adds a value.
     pub fn add(&self, value: f64) -> Result<()> {
-        self.cache.atomically(|| {
-            let (total, count) = self
-                .cache
-                .entry::<(f64, u64)>(&self.key)?
-                .map_or((0.0, 0), |e| e.value);
-            let opts = options(self.expire, self.tag.as_ref());
-            self.cache
-                .store(&self.key, &(total + value, count + 1), &opts)
+        self.slot.atomically(|| {
+            let (total, count) = self.slot.get::<(f64, u64)>()?.unwrap_or((0.0, 0));
+            self.slot.set(&(total + value, count + 1))
         })
     }
 
     /// The average so far; `None` if nothing was added.
     pub fn get(&self) -> Result<Option<f64>> {
-        Ok(average(self.cache.entry(&self.key)?.map(|e| e.value)))
+        Ok(average(self.slot.get()?))
     }
 
     /// Removes the average and returns it.
     pub fn pop(&self) -> Result<Option<f64>> {
-        Ok(average(self.cache.take(&self.key)?))
+        Ok(average(self.slot.cache.take(&self.slot.key)?))
     }
 }
 
@@ -279,73 +333,39 @@ fn average(stored: Option<(f64, u64)>) -> Option<f64> {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Lock<S: CacheLike> {
-    cache: S,
-    key: Key,
-    expire: Option<Duration>,
-    tag: Option<Key>,
+    slot: Slot<S>,
 }
+
+slot_options!(
+    Lock,
+    "The lock frees itself this long after it was taken, so a holder that dies cannot block \
+     the others forever. Choose it longer than any critical section."
+);
 
 impl<S: CacheLike> Lock<S> {
     /// A lock under `key`.
     pub fn new(cache: S, key: impl Serialize) -> Result<Lock<S>> {
         Ok(Lock {
-            cache,
-            key: key_of(key)?,
-            expire: None,
-            tag: None,
+            slot: Slot::new(cache, key)?,
         })
-    }
-
-    /// The lock frees itself this long after it was taken, so a holder that dies cannot
-    /// block the others forever. Choose it longer than any critical section.
-    pub fn expire(mut self, after: Duration) -> Self {
-        self.expire = Some(after);
-        self
-    }
-
-    /// Store the lock's key with this tag.
-    pub fn tag(mut self, tag: impl Serialize) -> Result<Self> {
-        self.tag = Some(key_of(tag)?);
-        Ok(self)
-    }
-
-    /// Takes the lock if it is free; whether it did.
-    pub fn try_acquire(&self) -> Result<bool> {
-        let opts = options(self.expire, self.tag.as_ref());
-        self.cache.store_new(&self.key, &std::process::id(), &opts)
-    }
-
-    /// Waits up to `timeout` for the lock; whether it was taken.
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool> {
-        let start = Instant::now();
-        loop {
-            if self.try_acquire()? {
-                return Ok(true);
-            }
-            if start.elapsed() >= timeout {
-                return Ok(false);
-            }
-            std::thread::sleep(SPIN);
-        }
     }
 
     /// Whether someone holds the lock.
     pub fn locked(&self) -> Result<bool> {
-        Ok(self.cache.entry::<u32>(&self.key)?.is_some())
+        Ok(self.slot.get::<u32>()?.is_some())
     }
 }
 
 impl<S: CacheLike> Acquire for Lock<S> {
-    fn acquire(&self) -> Result<()> {
-        while !self.try_acquire()? {
-            std::thread::sleep(SPIN);
-        }
-        Ok(())
+    /// Takes the lock if it is free; whether it did.
+    fn try_acquire(&self) -> Result<bool> {
+        let s = &self.slot;
+        s.cache.store_new(&s.key, &std::process::id(), &s.options())
     }
 
     /// Frees the lock (whoever holds it, as in python-diskcache).
     fn release(&self) -> Result<()> {
-        self.cache.remove(&self.key).map(|_| ())
+        self.slot.cache.remove(&self.slot.key).map(|_| ())
     }
 }
 
@@ -358,71 +378,49 @@ fn owner() -> String {
 /// may take it again, and must release it as many times.
 #[derive(Clone, Debug)]
 pub struct RLock<S: CacheLike> {
-    cache: S,
-    key: Key,
-    expire: Option<Duration>,
-    tag: Option<Key>,
+    slot: Slot<S>,
 }
+
+slot_options!(
+    RLock,
+    "The lock frees itself this long after it was last taken."
+);
 
 impl<S: CacheLike> RLock<S> {
     /// A re-entrant lock under `key`.
     pub fn new(cache: S, key: impl Serialize) -> Result<RLock<S>> {
         Ok(RLock {
-            cache,
-            key: key_of(key)?,
-            expire: None,
-            tag: None,
+            slot: Slot::new(cache, key)?,
         })
     }
+}
 
-    /// The lock frees itself this long after it was last taken.
-    pub fn expire(mut self, after: Duration) -> Self {
-        self.expire = Some(after);
-        self
-    }
-
-    /// Store the lock's key with this tag.
-    pub fn tag(mut self, tag: impl Serialize) -> Result<Self> {
-        self.tag = Some(key_of(tag)?);
-        Ok(self)
-    }
-
+impl<S: CacheLike> Acquire for RLock<S> {
     /// Takes the lock if it is free or already this thread's; whether it did.
-    pub fn try_acquire(&self) -> Result<bool> {
+    fn try_acquire(&self) -> Result<bool> {
         let me = owner();
-        self.cache.atomically(|| {
+        self.slot.atomically(|| {
             let (holder, count) = self
-                .cache
-                .entry::<(String, u64)>(&self.key)?
-                .map_or((String::new(), 0), |e| e.value);
+                .slot
+                .get::<(String, u64)>()?
+                .unwrap_or((String::new(), 0));
             if count == 0 || holder == me {
-                let opts = options(self.expire, self.tag.as_ref());
-                self.cache.store(&self.key, &(me, count + 1), &opts)?;
+                self.slot.set(&(me, count + 1))?;
                 Ok(true)
             } else {
                 Ok(false)
             }
         })
     }
-}
-
-impl<S: CacheLike> Acquire for RLock<S> {
-    fn acquire(&self) -> Result<()> {
-        while !self.try_acquire()? {
-            std::thread::sleep(SPIN);
-        }
-        Ok(())
-    }
 
     /// Releases one hold; releasing a lock this thread does not hold is
     /// [`Error::InvalidArgument`].
     fn release(&self) -> Result<()> {
         let me = owner();
-        self.cache
-            .atomically(|| match self.cache.entry::<(String, u64)>(&self.key)? {
-                Some(e) if e.value.0 == me && e.value.1 > 0 => {
-                    let opts = options(self.expire, self.tag.as_ref());
-                    self.cache.store(&self.key, &(me, e.value.1 - 1), &opts)
+        self.slot
+            .atomically(|| match self.slot.get::<(String, u64)>()? {
+                Some((holder, count)) if holder == me && count > 0 => {
+                    self.slot.set(&(me, count - 1))
                 }
                 _ => Err(Error::InvalidArgument(
                     "cannot release un-acquired lock".into(),
@@ -435,78 +433,53 @@ impl<S: CacheLike> Acquire for RLock<S> {
 /// `BoundedSemaphore`): at most `value` holders at once, across threads and processes.
 #[derive(Clone, Debug)]
 pub struct BoundedSemaphore<S: CacheLike> {
-    cache: S,
-    key: Key,
+    slot: Slot<S>,
     value: u64,
-    expire: Option<Duration>,
-    tag: Option<Key>,
 }
+
+slot_options!(
+    BoundedSemaphore,
+    "The count of free permits resets to `value` this long after it last changed, so holders \
+     that die cannot use up the permits forever."
+);
 
 impl<S: CacheLike> BoundedSemaphore<S> {
     /// A semaphore with `value` permits under `key`.
     pub fn new(cache: S, key: impl Serialize, value: u64) -> Result<BoundedSemaphore<S>> {
         Ok(BoundedSemaphore {
-            cache,
-            key: key_of(key)?,
+            slot: Slot::new(cache, key)?,
             value,
-            expire: None,
-            tag: None,
         })
-    }
-
-    /// The count of free permits resets to `value` this long after it last changed, so
-    /// holders that die cannot use up the permits forever.
-    pub fn expire(mut self, after: Duration) -> Self {
-        self.expire = Some(after);
-        self
-    }
-
-    /// Store the semaphore's key with this tag.
-    pub fn tag(mut self, tag: impl Serialize) -> Result<Self> {
-        self.tag = Some(key_of(tag)?);
-        Ok(self)
     }
 
     fn available(&self) -> Result<u64> {
-        Ok(self
-            .cache
-            .entry::<u64>(&self.key)?
-            .map_or(self.value, |e| e.value))
-    }
-
-    /// Takes a permit if one is free; whether it did.
-    pub fn try_acquire(&self) -> Result<bool> {
-        self.cache.atomically(|| {
-            let free = self.available()?;
-            if free == 0 {
-                return Ok(false);
-            }
-            let opts = options(self.expire, self.tag.as_ref());
-            self.cache.store(&self.key, &(free - 1), &opts)?;
-            Ok(true)
-        })
+        Ok(self.slot.get::<u64>()?.unwrap_or(self.value))
     }
 }
 
 impl<S: CacheLike> Acquire for BoundedSemaphore<S> {
-    fn acquire(&self) -> Result<()> {
-        while !self.try_acquire()? {
-            std::thread::sleep(SPIN);
-        }
-        Ok(())
+    /// Takes a permit if one is free; whether it did.
+    fn try_acquire(&self) -> Result<bool> {
+        self.slot.atomically(|| {
+            let free = self.available()?;
+            if free == 0 {
+                return Ok(false);
+            }
+            self.slot.set(&(free - 1))?;
+            Ok(true)
+        })
     }
 
     /// Returns a permit; returning more than were taken is [`Error::InvalidArgument`].
     fn release(&self) -> Result<()> {
-        self.cache.atomically(|| {
+        self.slot.atomically(|| {
             let free = self.available()?;
             if free >= self.value {
                 return Err(Error::InvalidArgument(
                     "cannot release un-acquired semaphore".into(),
                 ));
             }
-            let opts = options(self.expire, self.tag.as_ref());
-            self.cache.store(&self.key, &(free + 1), &opts)
+            self.slot.set(&(free + 1))
         })
     }
 }
@@ -534,13 +507,15 @@ fn unix_now() -> f64 {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Throttle<S: CacheLike> {
-    cache: S,
-    key: Key,
+    slot: Slot<S>,
     count: f64,
     rate: f64,
-    expire: Option<Duration>,
-    tag: Option<Key>,
 }
+
+slot_options!(
+    Throttle,
+    "Store the bucket with this expiry (a bucket that expires starts full again)."
+);
 
 impl<S: CacheLike> Throttle<S> {
     /// A throttle of `count` calls per `per` under `key`, starting with a full bucket (like
@@ -552,32 +527,12 @@ impl<S: CacheLike> Throttle<S> {
             ));
         }
         let t = Throttle {
-            cache,
-            key: key_of(key)?,
+            slot: Slot::new(cache, key)?,
             count: f64::from(count),
             rate: f64::from(count) / per.as_secs_f64(),
-            expire: None,
-            tag: None,
         };
-        t.reset_at(unix_now())?;
+        t.slot.set(&(unix_now(), t.count))?;
         Ok(t)
-    }
-
-    /// Store the bucket with this expiry (a bucket that expires starts full again).
-    pub fn expire(mut self, after: Duration) -> Self {
-        self.expire = Some(after);
-        self
-    }
-
-    /// Store the bucket with this tag.
-    pub fn tag(mut self, tag: impl Serialize) -> Result<Self> {
-        self.tag = Some(key_of(tag)?);
-        Ok(self)
-    }
-
-    fn reset_at(&self, now: f64) -> Result<()> {
-        let opts = options(self.expire, self.tag.as_ref());
-        self.cache.store(&self.key, &(now, self.count), &opts)
     }
 
     /// Waits until a call is allowed, and counts it.
@@ -593,19 +548,15 @@ impl<S: CacheLike> Throttle<S> {
         mut sleep: impl FnMut(Duration),
     ) -> Result<()> {
         loop {
-            let delay = self.cache.atomically(|| {
+            let delay = self.slot.atomically(|| {
                 let t = now();
-                let (last, tally) = self
-                    .cache
-                    .entry::<(f64, f64)>(&self.key)?
-                    .map_or((t, self.count), |e| e.value);
+                let (last, tally) = self.slot.get::<(f64, f64)>()?.unwrap_or((t, self.count));
                 let tally = tally + (t - last).max(0.0) * self.rate;
-                let opts = options(self.expire, self.tag.as_ref());
                 if tally > self.count {
-                    self.cache.store(&self.key, &(t, self.count - 1.0), &opts)?;
+                    self.slot.set(&(t, self.count - 1.0))?;
                     Ok(0.0)
                 } else if tally >= 1.0 {
-                    self.cache.store(&self.key, &(t, tally - 1.0), &opts)?;
+                    self.slot.set(&(t, tally - 1.0))?;
                     Ok(0.0)
                 } else {
                     Ok((1.0 - tally) / self.rate)

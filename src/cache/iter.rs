@@ -148,6 +148,36 @@ impl<C: Codec> Live<C> {
     }
 }
 
+/// Values read key by key (the collections' value iterators: [`crate::Deque::iter`],
+/// [`crate::Index::values`]); an item removed after its key was read is skipped.
+pub struct Values<V, C: Codec> {
+    live: Live<C>,
+    types: std::marker::PhantomData<fn() -> V>,
+}
+
+impl<V, C: Codec> Values<V, C> {
+    pub(crate) fn new(cache: &Cache<C>, keys: Keys<C>) -> Values<V, C> {
+        Values {
+            live: Live::new(cache, keys),
+            types: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<V, C: Codec> std::fmt::Debug for Values<V, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Values").finish_non_exhaustive()
+    }
+}
+
+impl<V: DeserializeOwned + 'static, C: Codec> Iterator for Values<V, C> {
+    type Item = Result<V>;
+
+    fn next(&mut self) -> Option<Result<V>> {
+        Some(self.live.next::<V>()?.map(|(_, v)| v))
+    }
+}
+
 impl<C: Codec> Cache<C> {
     /// The keys in insertion order (the order in which keys were first stored; overwriting
     /// a key keeps its place), like iterating a python-diskcache `Cache`. Keys stored after

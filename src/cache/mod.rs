@@ -13,8 +13,8 @@ pub(crate) mod settings;
 mod value;
 
 pub use check::{Warning, WarningKind};
-pub use iter::Keys;
 pub(crate) use iter::Live;
+pub use iter::{Keys, Values};
 pub(crate) use memo::{call_key as memo_call_key, StoreTimeout};
 pub use memo::{MemoizeOptions, Memoized};
 pub use queue::{QueueOptions, Side};
