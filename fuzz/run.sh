@@ -22,6 +22,10 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 
+# Hand-written ops scenarios (paths random bytes reach rarely), without libFuzzer.
+echo "=== ops scenarios"
+cargo run --quiet --release --example smoke -- scenarios
+
 status=0
 for t in "${targets[@]}"; do
     mkdir -p "corpus/$t" artifacts

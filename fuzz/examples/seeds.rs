@@ -24,8 +24,9 @@ fn main() {
 
     // ops: interesting sequences out of random bytes.
     let mut kept = 0;
+    let mut second = 0;
     let mut tries = 0;
-    while kept < 12 && tries < 200_000 {
+    while kept < 16 && tries < 400_000 {
         tries += 1;
         let len = rng.usize(200..1200);
         let bytes: Vec<u8> = (0..len).map(|_| rng.u8(..)).collect();
@@ -46,7 +47,19 @@ fn main() {
         });
         let fault = has(&|o| matches!(o, ops::Op::FailAfter { .. } | ops::Op::SpaceLimit(Some(_))));
         let n = input.ops.len();
-        if crash && txn && large && fault && (8..=ops::MAX_OPS).contains(&n) {
+        let lock = has(&|o| matches!(o, ops::Op::Second(ops::Second::KillHoldingLock { .. })));
+        // Twelve seeds with a crash, a transaction, a value file and a fault; four with a
+        // process killed while holding the writer lock.
+        if !(8..=ops::MAX_OPS).contains(&n) {
+            continue;
+        }
+        let wanted = if lock && second < 4 {
+            second += 1;
+            true
+        } else {
+            kept - second < 12 && crash && txn && large && fault
+        };
+        if wanted {
             ops::run(&input);
             write(&root.join("ops"), &format!("seed-{kept:02}"), &bytes);
             kept += 1;

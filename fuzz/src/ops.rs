@@ -179,6 +179,25 @@ pub enum Op {
     Heal,
     /// Leave this many KiB of free space (`None`: no limit).
     SpaceLimit(Option<u8>),
+    /// Something done through a second handle, in another simulated process.
+    Second(Second),
+}
+
+/// What the second handle does.
+#[derive(Arbitrary, Clone, Debug)]
+pub enum Second {
+    /// Open it (it joins the open cache: no recovery).
+    Open,
+    /// Close it.
+    Close,
+    /// `set` through it.
+    Set { key: u8, val: Val },
+    /// `incr` through it.
+    Incr(u8, i16),
+    /// The first handle's process dies in the middle of a transaction, holding the writer
+    /// lock; the second handle must take the lock over and write; the second handle then
+    /// becomes the first.
+    KillHoldingLock { key: u8, val: Val, other_key: u8 },
 }
 
 /// One fuzz input.
@@ -303,6 +322,9 @@ struct Run {
     cfg: Config,
     cache: Option<Cache>,
     pid: u64,
+    /// The second handle and its process id.
+    other: Option<(Cache, u64)>,
+    next_pid: u64,
     /// Acknowledged states since the last durable point: `[0]` survives a power loss, the
     /// last is what every handle must see now.
     states: Vec<Model>,
@@ -315,6 +337,8 @@ struct Run {
     /// Errors could have been injected while this handle was open (it may refuse further
     /// writes until reopened).
     handle_faulted: bool,
+    /// The same, for the second handle.
+    other_faulted: bool,
     /// A power loss happened that no successful recovery has checked yet.
     power_pending: bool,
     /// The input crashed or killed at least once.
@@ -354,10 +378,18 @@ impl Run {
         self.states.last().unwrap_or_else(|| violation("no state"))
     }
 
+    /// Opens a handle in a new simulated process; it becomes the first handle's process.
     fn open(&mut self) -> diskcache::Result<Cache> {
-        self.pid += 1;
+        let (pid, c) = self.open_process();
+        self.pid = pid;
+        c
+    }
+
+    fn open_process(&mut self) -> (u64, diskcache::Result<Cache>) {
+        self.next_pid += 1;
+        let pid = self.next_pid;
         let mut b = Cache::builder()
-            .storage(Arc::new(self.fs.process(self.pid)))
+            .storage(Arc::new(self.fs.process(pid)))
             .sync(if self.cfg.full_sync {
                 SyncLevel::Full
             } else {
@@ -374,7 +406,7 @@ impl Run {
                 .eviction_policy(EvictionPolicy::LeastRecentlyStored)
                 .size_limit(1024 + 256 * u64::from(n)),
         };
-        b.open(Path::new(DIR))
+        (pid, b.open(Path::new(DIR)))
     }
 
     fn note_storage(&mut self) {
@@ -394,7 +426,7 @@ impl Run {
                 }
                 self.failing || self.space_limited
             }
-            Error::PreviousIo => self.handle_faulted,
+            Error::PreviousIo => self.handle_faulted || self.other_faulted,
             _ => false,
         }
     }
@@ -438,9 +470,21 @@ impl Run {
         Ok((out, c.len()?, c.volume()?))
     }
 
-    /// The cache must show exactly the last acknowledged state.
+    /// Every open handle must show exactly the last acknowledged state.
     fn verify(&mut self, when: &str) {
-        let Some(c) = self.cache.clone() else { return };
+        let handles: Vec<Cache> = self
+            .cache
+            .iter()
+            .cloned()
+            .chain(self.other.as_ref().map(|(c, _)| c.clone()))
+            .collect();
+        for c in handles {
+            self.verify_handle(&c, when);
+        }
+    }
+
+    fn verify_handle(&mut self, c: &Cache, when: &str) {
+        let c = c.clone();
         match self.observe(&c) {
             Ok((got, len, volume)) => {
                 let want = seen(self.last());
@@ -609,6 +653,7 @@ impl Run {
         };
         if self.failing || self.space_limited {
             self.handle_faulted = true;
+            self.other_faulted |= self.other.is_some();
         }
         let last = self.last().clone();
         match op {
@@ -844,6 +889,7 @@ impl Run {
                 self.outcome(r, Candidate::Exact(last));
             }
             Op::Check => self.check("check step"),
+            Op::Second(s) => self.second(&c, s, last),
             _ => {}
         }
         self.note_storage();
@@ -881,6 +927,125 @@ impl Run {
         }
     }
 
+    /// Opens the second handle if it is not open; returns it.
+    fn second_handle(&mut self) -> Option<Cache> {
+        if let Some((c, _)) = &self.other {
+            return Some(c.clone());
+        }
+        let (pid, r) = self.open_process();
+        match r {
+            Ok(c) => {
+                self.other_faulted = self.failing || self.space_limited;
+                self.other = Some((c.clone(), pid));
+                Some(c)
+            }
+            Err(e) if self.allowed(&e) => None,
+            Err(e) => violation(&format!("opening a second handle failed: {e}")),
+        }
+    }
+
+    fn second(&mut self, first: &Cache, op: &Second, last: Model) {
+        match op {
+            Second::Open => {
+                self.second_handle();
+            }
+            Second::Close => {
+                self.other = None;
+            }
+            Second::Set { key: k, val } => {
+                let Some(c) = self.second_handle() else {
+                    return;
+                };
+                let k = *k % KEYS;
+                let b = val.bytes();
+                let mut next = last;
+                next.insert(k, plain(b.clone()));
+                let r = c.set_value(key(k), &Value::Bytes(b), &SetOptions::new());
+                self.outcome(r, Candidate::Exact(next));
+            }
+            Second::Incr(k, d) => {
+                let Some(c) = self.second_handle() else {
+                    return;
+                };
+                let k = *k % KEYS;
+                let mut next = last;
+                let want = incr_model(&mut next, k, i64::from(*d));
+                let r = match (c.incr(key(k), i64::from(*d)), want) {
+                    (Ok(v), Some(w)) if v == w => Ok(()),
+                    (Err(Error::TypeMismatch(_)), None) => Ok(()),
+                    (Err(e), _) if self.allowed(&e) => Err(e),
+                    (got, want) => violation(&format!(
+                        "incr of key {k} through the second handle: got {got:?}, want {want:?}"
+                    )),
+                };
+                self.outcome(r, Candidate::Exact(next));
+            }
+            Second::KillHoldingLock {
+                key: k,
+                val,
+                other_key,
+            } => self.kill_holding_lock(first, *k % KEYS, val.bytes(), *other_key % KEYS, last),
+        }
+    }
+
+    /// The first handle's process dies inside a transaction (holding the writer lock): its
+    /// thread stops there until the second handle has taken the lock over and committed.
+    fn kill_holding_lock(&mut self, first: &Cache, k: u8, v: Vec<u8>, k2: u8, last: Model) {
+        let Some(b) = self.second_handle() else {
+            return;
+        };
+        stats::PROCESS_KILLS.inc();
+        self.crashed = true;
+        self.faulted = true;
+        let v2 = vec![k2; 3];
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel::<bool>();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let (pid, fs) = (self.pid, self.fs.clone());
+        let a = first.clone();
+        let (written, taken_over) = std::thread::scope(|scope| {
+            scope.spawn(move || {
+                let mut signalled = false;
+                let _ = a.transact(|| -> diskcache::Result<()> {
+                    a.set_value(key(k), &Value::Bytes(v), &SetOptions::new())?;
+                    signalled = true;
+                    let _ = locked_tx.send(true);
+                    // Dead from here on: nothing runs until the other handle is done.
+                    let _ = go_rx.recv();
+                    Err(Error::InvalidArgument("killed".into()))
+                });
+                if !signalled {
+                    let _ = locked_tx.send(false);
+                }
+            });
+            let written = locked_rx.recv().unwrap_or(false);
+            if written {
+                fs.kill(pid);
+            }
+            let r = b.set_value(key(k2), &Value::Bytes(v2.clone()), &SetOptions::new());
+            let _ = go_tx.send(());
+            (written, r)
+        });
+        note(format!(
+            "  first handle killed holding the lock (it had written: {written}); the second \
+             handle's write: {taken_over:?}"
+        ));
+        if let Err(Error::Timeout { .. }) = taken_over {
+            violation("the writer lock of a killed process was never taken over");
+        }
+        let mut next = last;
+        next.insert(k2, plain(v2));
+        if written {
+            // The second handle becomes the first.
+            self.cache = None;
+            if let Some((c, pid)) = self.other.take() {
+                self.cache = Some(c);
+                self.pid = pid;
+                self.handle_faulted = self.other_faulted;
+            }
+        }
+        self.outcome(taken_over, Candidate::Exact(next));
+    }
+
     /// Takes the cache away as a dead process would leave it: its handles fail from now on.
     fn kill_handle(&mut self) {
         self.fs.kill(self.pid);
@@ -889,6 +1054,10 @@ impl Run {
 
     fn crash(&mut self, power: bool, during_recovery: Option<u8>, second_power: bool) {
         self.kill_handle();
+        if let Some((c, pid)) = self.other.take() {
+            self.fs.kill(pid);
+            drop(c);
+        }
         let mode = |p: bool| {
             if p {
                 stats::POWER_LOSSES.inc();
@@ -1017,6 +1186,16 @@ impl Run {
     }
 }
 
+/// An item stored by a plain `set` of bytes.
+fn plain(b: Vec<u8>) -> Item {
+    Item {
+        file: b.len() >= MIN_FILE_SIZE,
+        val: MVal::Bytes(b),
+        expiry: Expiry::Never,
+        tag: None,
+    }
+}
+
 /// The model's `incr`: `Some(result)` or `None` for a type mismatch.
 fn incr_model(m: &mut Model, k: u8, d: i64) -> Option<i64> {
     match m.get_mut(&k) {
@@ -1105,12 +1284,15 @@ pub fn run(input: &Input) {
         cfg: input.config.clone(),
         cache: None,
         pid: 0,
+        other: None,
+        next_pid: 0,
         states: vec![Model::new()],
         in_flight: None,
         faulted: false,
         failing: false,
         space_limited: false,
         handle_faulted: false,
+        other_faulted: false,
         power_pending: false,
         crashed: false,
         ckpt_seq: 0,
