@@ -1100,6 +1100,9 @@ impl Run {
             return self.reopen();
         }
         stats::PROCESS_KILLS.inc();
+        // A dead process leaves files behind (its liveness file, an orphan value file of a
+        // commit it had not made): `check` may report them.
+        self.faulted = true;
         self.kill_handle();
         self.recover(false);
     }
