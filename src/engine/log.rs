@@ -187,6 +187,49 @@ impl Segment {
         Ok(Some(Arc::clone(&v.map)))
     }
 
+    /// Zeroes every byte of the file from `from` to its end that is not zero already, and
+    /// (with `sync`) makes that durable; returns whether anything was written.
+    ///
+    /// Recovery calls this at the end of the log it found. Bytes past that end may hold
+    /// frames that a crash cut off from the chain (an earlier frame's sector lost, a later
+    /// one's kept). The next writer appends at the end: were its first frame byte-identical
+    /// to the lost one (the same delete again, the settings an open writes), the chain would
+    /// continue into those stale frames, and a later recovery would bring back transactions
+    /// that this one dropped, after the cache had been used without them.
+    pub fn clear_tail(&self, from: u64, sync: bool) -> Result<bool> {
+        const CHUNK: u64 = 1 << 16;
+        let len = self
+            .file
+            .len()
+            .map_err(|e| io_err("reading the length of", &self.path, e))?;
+        let mut buf = vec![0u8; CHUNK as usize];
+        let zeros = vec![0u8; CHUNK as usize];
+        let mut off = from;
+        let mut wrote = false;
+        while off < len {
+            let n = (len - off).min(CHUNK) as usize;
+            let (Some(chunk), Some(zero)) = (buf.get_mut(..n), zeros.get(..n)) else {
+                break;
+            };
+            self.file
+                .read_exact_at(off, chunk)
+                .map_err(|e| io_err("reading", &self.path, e))?;
+            if chunk.iter().any(|&b| b != 0) {
+                self.file
+                    .write_at(off, zero)
+                    .map_err(|e| io_err("clearing the stale tail of", &self.path, e))?;
+                wrote = true;
+            }
+            off += n as u64;
+        }
+        if wrote && sync {
+            self.file
+                .sync()
+                .map_err(|e| io_err("syncing", &self.path, e))?;
+        }
+        Ok(wrote)
+    }
+
     /// Reads the frame at `off`, which must chain from `prev_crc` with LSN `lsn`. The frame's
     /// bytes are copied out, since the mapping may be replaced while they are in use.
     pub fn read_frame(

@@ -165,13 +165,25 @@ pub(crate) fn read(
     Ok(Some(buf))
 }
 
-/// Whether a value file exists with the recorded size and CRC.
+/// Whether a value file exists with the recorded size and CRC (any error reading it counts
+/// as no).
 pub(crate) fn verify(storage: &dyn Storage, dir: &Path, f: &NewFile) -> bool {
-    let Ok(Some(file)) = open(storage, dir, &f.name) else {
-        return false;
+    matches!(check_file(storage, dir, f), Ok(true))
+}
+
+/// Whether a value file exists with the recorded size and CRC: `Ok(false)` if it is missing,
+/// shorter or longer, or holds other bytes; `Err` if it cannot be read (an I/O error, too
+/// many open files), when the answer is unknown.
+pub(crate) fn check_file(storage: &dyn Storage, dir: &Path, f: &NewFile) -> Result<bool> {
+    let Some(file) = open(storage, dir, &f.name)? else {
+        return Ok(false);
     };
-    if file.len().ok() != Some(f.size) {
-        return false;
+    let p = path(dir, &f.name);
+    let len = file
+        .len()
+        .map_err(|e| io_err("reading the length of", &p, e))?;
+    if len != f.size {
+        return Ok(false);
     }
     let mut crc = crc32fast::Hasher::new();
     let mut buf = vec![0u8; CHUNK.min(f.size as usize).max(1)];
@@ -179,15 +191,18 @@ pub(crate) fn verify(storage: &dyn Storage, dir: &Path, f: &NewFile) -> bool {
     while off < f.size {
         let want = ((f.size - off) as usize).min(buf.len());
         let Some(chunk) = buf.get_mut(..want) else {
-            return false;
+            return Ok(false);
         };
-        if file.read_exact_at(off, chunk).is_err() {
-            return false;
+        match file.read_exact_at(off, chunk) {
+            Ok(()) => {}
+            // Shorter than its length said: it changed under us, which is damage too.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
+            Err(e) => return Err(io_err("reading", &p, e)),
         }
         crc.update(chunk);
         off += want as u64;
     }
-    crc.finalize() == f.crc
+    Ok(crc.finalize() == f.crc)
 }
 
 /// Removes a value file and then its directories if they are empty; errors are ignored (the
