@@ -103,15 +103,16 @@ impl<C> Drop for Inner<C> {
     fn drop(&mut self) {
         // Best effort: a handle's last accesses are worth keeping, but not worth failing on.
         let pending = std::mem::take(&mut *self.accesses.lock());
-        if pending.is_empty() {
-            return;
-        }
-        if let Ok(mut txn) = self.engine.begin(Duration::from_millis(100)) {
-            let s = self.settings.read().clone();
-            if entries::apply_accesses(&mut txn, &s, &pending).is_ok() {
-                let _ = txn.commit();
+        if !pending.is_empty() {
+            if let Ok(mut txn) = self.engine.begin(Duration::from_millis(100)) {
+                let s = self.settings.read().clone();
+                if entries::apply_accesses(&mut txn, &s, &pending).is_ok() {
+                    let _ = txn.commit();
+                }
             }
         }
+        // The last handle out checkpoints, so the next open is quick.
+        let _ = self.engine.checkpoint_at_close();
     }
 }
 
