@@ -35,8 +35,52 @@ pub trait Codec: Send + Sync + 'static {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Bincode;
 
-/// Largest value bincode will decode (its allocations are checked against this too).
-const BINCODE_LIMIT: usize = 1 << 40;
+/// Decodes with bincode, its allocation limit set to `LIMIT` bytes.
+fn bincode_decode<T: DeserializeOwned, const LIMIT: usize>(bytes: &[u8]) -> Result<(T, usize)> {
+    let config = bincode::config::standard().with_limit::<LIMIT>();
+    bincode::serde::decode_from_slice(bytes, config).map_err(|e| Error::Codec(e.to_string()))
+}
+
+/// Decodes with bincode, never allocating more than 256 times the input's size.
+///
+/// bincode checks a budget before it allocates: each primitive claims its size in memory
+/// (at most 16 times its encoded size: a varint `u128` of one byte claims 16), and each
+/// string or byte string its length, which its encoding holds in full; through serde,
+/// nothing else claims. So the claims of a valid input never exceed 16 times its size, and
+/// a budget of that much never refuses one, while a damaged length prefix can no longer make
+/// bincode allocate whatever it says before finding the input too short. Sequences and maps
+/// preallocate at most 1 MiB each (serde's cautious size hint), whatever their length
+/// prefix says. The budget is a const generic, so it is rounded up to one of a few sizes
+/// (a few copies of the decoder per type rather than one per size).
+fn bincode_decode_bounded<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize)> {
+    const fn tier(shift: u32) -> usize {
+        if shift >= usize::BITS {
+            usize::MAX
+        } else {
+            1 << shift
+        }
+    }
+    const T16: usize = tier(16);
+    const T20: usize = tier(20);
+    const T24: usize = tier(24);
+    const T28: usize = tier(28);
+    const T32: usize = tier(32);
+    const T36: usize = tier(36);
+    const T40: usize = tier(40);
+    const T44: usize = tier(44);
+    // Each budget is at least 16 times the input's size, and less than 256 times.
+    match bytes.len().saturating_mul(16) {
+        n if n <= T16 => bincode_decode::<T, T16>(bytes),
+        n if n <= T20 => bincode_decode::<T, T20>(bytes),
+        n if n <= T24 => bincode_decode::<T, T24>(bytes),
+        n if n <= T28 => bincode_decode::<T, T28>(bytes),
+        n if n <= T32 => bincode_decode::<T, T32>(bytes),
+        n if n <= T36 => bincode_decode::<T, T36>(bytes),
+        n if n <= T40 => bincode_decode::<T, T40>(bytes),
+        n if n <= T44 => bincode_decode::<T, T44>(bytes),
+        _ => bincode_decode::<T, { usize::MAX }>(bytes),
+    }
+}
 
 impl Codec for Bincode {
     fn name(&self) -> &'static str {
@@ -49,9 +93,7 @@ impl Codec for Bincode {
     }
 
     fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T> {
-        let config = bincode::config::standard().with_limit::<BINCODE_LIMIT>();
-        let (v, used) = bincode::serde::decode_from_slice(bytes, config)
-            .map_err(|e| Error::Codec(e.to_string()))?;
+        let (v, used) = bincode_decode_bounded::<T>(bytes)?;
         if used != bytes.len() {
             return Err(Error::Codec(format!(
                 "{} trailing bytes after the value",
@@ -85,6 +127,40 @@ impl Codec for Json {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    /// Found by the `decoders` fuzz target: a length prefix saying 1 TiB made bincode
+    /// allocate 1 TiB (and the process abort) before it found the input too short.
+    #[test]
+    fn bincode_refuses_a_damaged_length_prefix_without_allocating_it() {
+        for huge in [1u64 << 40, u64::MAX >> 1, 1 << 33] {
+            let mut bytes = vec![253u8];
+            bytes.extend_from_slice(&huge.to_le_bytes());
+            bytes.extend_from_slice(b"short");
+            assert!(matches!(
+                Bincode.decode::<String>(&bytes),
+                Err(Error::Codec(_))
+            ));
+            assert!(Bincode.decode::<Vec<u8>>(&bytes).is_err());
+            assert!(Bincode.decode::<Vec<String>>(&bytes).is_err());
+        }
+    }
+
+    /// The budget covers what valid values claim: one-byte varints that claim 16 bytes each,
+    /// and strings, at sizes on both sides of the budget tiers.
+    #[test]
+    fn bincode_budget_never_refuses_a_valid_value() {
+        for n in [0usize, 1, 4095, 4096, 4097, 70_000, 300_000] {
+            let ints: Vec<u128> = vec![0; n];
+            let b = Bincode.encode(&ints).expect("encode");
+            assert_eq!(Bincode.decode::<Vec<u128>>(&b).expect("decode"), ints);
+            let strings: Vec<String> = (0..n / 8).map(|i| "x".repeat(i % 17)).collect();
+            let b = Bincode.encode(&strings).expect("encode");
+            assert_eq!(Bincode.decode::<Vec<String>>(&b).expect("decode"), strings);
+            let bytes = vec![7u8; n];
+            let b = Bincode.encode(&bytes).expect("encode");
+            assert_eq!(Bincode.decode::<Vec<u8>>(&b).expect("decode"), bytes);
+        }
+    }
 
     #[test]
     fn both_codecs_round_trip_structured_values() {
