@@ -109,7 +109,7 @@ impl<C: Codec> Cache<C> {
         let min = self.inner.settings.read().min_file_size;
         if !matches!(kind, ValueKind::Int | ValueKind::Float) && bytes.len() as u64 >= min {
             let e = &self.inner.engine;
-            let f = values::write(&*e.storage, &e.dir, e.opts.sync, &mut bytes.as_slice())?;
+            let f = values::write_bytes(&*e.storage, &e.dir, e.opts.sync, &bytes)?;
             Ok(NewValue::file(kind, f))
         } else {
             Ok(NewValue::inline(kind, bytes))

@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 const CHUNK: usize = 1 << 20;
+/// The first buffer for a streamed value.
+const FIRST_CHUNK: usize = 64 << 10;
 
 pub(crate) fn path(dir: &Path, name: &str) -> PathBuf {
     dir.join("values").join(name)
@@ -28,12 +30,61 @@ fn random_name() -> String {
     format!("{}/{}/{}.val", &hex[0..2], &hex[2..4], &hex[4..])
 }
 
-/// Writes a new value file from `data`; returns its name, size and CRC.
+/// Writes a new value file holding `data`; returns its name, size and CRC.
+pub(crate) fn write_bytes(
+    storage: &dyn Storage,
+    dir: &Path,
+    sync: SyncLevel,
+    data: &[u8],
+) -> Result<NewFile> {
+    write_with(storage, dir, sync, |file, p| {
+        file.write_at(0, data)
+            .map_err(|e| io_err("writing", p, e))?;
+        Ok((data.len() as u64, crc32fast::hash(data)))
+    })
+}
+
+/// Writes a new value file from `data`, read to its end; returns its name, size and CRC.
 pub(crate) fn write(
     storage: &dyn Storage,
     dir: &Path,
     sync: SyncLevel,
     data: &mut dyn Read,
+) -> Result<NewFile> {
+    write_with(storage, dir, sync, |file, p| {
+        // The buffer grows (to CHUNK) only while reads fill it: a small stream costs a small
+        // buffer.
+        let mut buf = vec![0u8; FIRST_CHUNK];
+        let mut off = 0u64;
+        let mut crc = crc32fast::Hasher::new();
+        loop {
+            let n = match data.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("reading the value to store", e)),
+            };
+            let chunk = buf.get(..n).unwrap_or(&[]);
+            file.write_at(off, chunk)
+                .map_err(|e| io_err("writing", p, e))?;
+            crc.update(chunk);
+            off += n as u64;
+            if n == buf.len() && buf.len() < CHUNK {
+                buf.resize(buf.len() * 2, 0);
+            }
+        }
+        Ok((off, crc.finalize()))
+    })
+}
+
+/// Creates a new value file under a fresh random name, fills it with `fill` (which returns
+/// the size and CRC it wrote), and with sync `Full` makes it and its directory entries
+/// durable. On any error the file is removed.
+fn write_with(
+    storage: &dyn Storage,
+    dir: &Path,
+    sync: SyncLevel,
+    fill: impl FnOnce(&dyn StorageFile, &Path) -> Result<(u64, u32)>,
 ) -> Result<NewFile> {
     let (name, file, p) = loop {
         let name = random_name();
@@ -51,30 +102,15 @@ pub(crate) fn write(
         }
     };
     let result = (|| -> Result<NewFile> {
-        let mut buf = vec![0u8; CHUNK];
-        let mut off = 0u64;
-        let mut crc = crc32fast::Hasher::new();
-        loop {
-            let n = match data.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io("reading the value to store", e)),
-            };
-            let chunk = buf.get(..n).unwrap_or(&[]);
-            file.write_at(off, chunk)
-                .map_err(|e| io_err("writing", &p, e))?;
-            crc.update(chunk);
-            off += n as u64;
-        }
+        let (size, crc) = fill(&*file, &p)?;
         if sync == SyncLevel::Full {
             file.sync().map_err(|e| io_err("syncing", &p, e))?;
             sync_dirs(storage, dir, &name)?;
         }
         Ok(NewFile {
             name: name.clone(),
-            size: off,
-            crc: crc.finalize(),
+            size,
+            crc,
         })
     })();
     if result.is_err() {
