@@ -23,13 +23,15 @@
 //!
 //! `KILL_CYCLES` (default 20) sets the number of kills; `KILL_SEED` the random seed.
 
+mod common;
+use common::children::{spawn_self, Lines};
 use diskcache::{Cache, SyncLevel, WarningKind};
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
 
 const ROLE: &str = "DC_KILL_ROLE";
@@ -223,41 +225,7 @@ fn reader(dir: &Path) {
 // The parent
 
 fn spawn(role: &str, args: &[&str]) -> Child {
-    Command::new(std::env::current_exe().expect("current exe"))
-        .env(ROLE, role)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn child")
-}
-
-/// A child's stdout, line by line, read on a thread so that waits can time out.
-struct Lines(mpsc::Receiver<String>);
-
-impl Lines {
-    fn of(out: ChildStdout) -> Lines {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(l) = line else { break };
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        Lines(rx)
-    }
-
-    /// The next line, or `None` at end of output; a child silent for two minutes is hung.
-    fn next(&self) -> Option<String> {
-        match self.0.recv_timeout(Duration::from_secs(120)) {
-            Ok(l) => Some(l),
-            Err(mpsc::RecvTimeoutError::Disconnected) => None,
-            Err(mpsc::RecvTimeoutError::Timeout) => panic!("a child printed nothing for 120 s"),
-        }
-    }
+    spawn_self(ROLE, role, args)
 }
 
 struct Writer {
@@ -281,7 +249,7 @@ impl Writer {
 
     /// Reads one line; records an acknowledged id. `false` at end of output.
     fn read_one(&mut self, acked: &mut BTreeSet<u64>) -> bool {
-        match self.out.next() {
+        match self.out.next_line() {
             None => false,
             Some(l) if l == "ready" => {
                 self.ready = true;
@@ -405,7 +373,7 @@ fn kill_loop() {
             let mut child = spawn("reader", &[&dir]);
             let input = child.stdin.take().expect("stdin");
             let out = Lines::of(child.stdout.take().expect("stdout"));
-            assert_eq!(out.next().as_deref(), Some("ready"));
+            assert_eq!(out.next(), "ready");
             Reader { child, input, out }
         })
         .collect();
@@ -472,7 +440,7 @@ fn kill_loop() {
     let mut validations = 0u64;
     for mut r in readers.drain(..) {
         drop(r.input);
-        let line = r.out.next().expect("the reader's count");
+        let line = r.out.next();
         validations += line
             .strip_prefix("validations ")
             .and_then(|n| n.parse::<u64>().ok())

@@ -2,11 +2,13 @@
 //! itself (with `DC_ROLE` set) as the child processes they spawn. Children and parent
 //! synchronise over pipes, never by sleeping.
 
+mod common;
+use common::children::{spawn_self, Lines};
 use diskcache::recipes::{Acquire, Lock};
 use diskcache::{Cache, Deque, Error, FanoutCache, SyncLevel};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -93,43 +95,7 @@ fn main() {
 }
 
 fn spawn(role: &str, args: &[&str]) -> Child {
-    Command::new(std::env::current_exe().expect("current exe"))
-        .env(ROLE, role)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn child")
-}
-
-/// Reads lines from a child's stdout on a thread, so waits can time out.
-struct Lines(mpsc::Receiver<String>);
-
-impl Lines {
-    fn of(out: ChildStdout) -> Lines {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                match line {
-                    Ok(l) => {
-                        if tx.send(l).is_err() {
-                            break;
-                        }
-                    }
-                    Err(_) => break,
-                }
-            }
-        });
-        Lines(rx)
-    }
-
-    /// The next line; panics if none comes within a generous bound (a hung child).
-    fn next(&self) -> String {
-        self.0
-            .recv_timeout(Duration::from_secs(120))
-            .expect("child produced no line within 120 s")
-    }
+    spawn_self(ROLE, role, args)
 }
 
 fn tell(stdin: &mut ChildStdin, line: &str) {
