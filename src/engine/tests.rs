@@ -304,3 +304,83 @@ proptest! {
         prop_assert_eq!(seen, model);
     }
 }
+
+/// Handle `a` (simulated process 1) writes `k` and checkpoints with the meta file's sync
+/// failing: the new slot is written but its publication fails. Returns the storage and `a`,
+/// or `None` if the `n`-th operation was not that sync.
+fn failed_publication(seed: u64, n: u64) -> Option<(FaultyStorage, Arc<Engine>)> {
+    let s = FaultyStorage::new(FaultConfig {
+        seed,
+        max_file_len: 8 << 20,
+    });
+    let a = Engine::open(
+        Path::new("/c"),
+        Arc::new(s.process(1)),
+        EngineOptions::default(),
+        LONG,
+    )
+    .expect("open");
+    put(&a, b"k", b"1");
+    s.fail_after(n, std::io::ErrorKind::Other);
+    let mut t = a.begin(LONG).expect("begin");
+    let r = t.checkpoint();
+    drop(t);
+    s.clear_faults();
+    match r {
+        Err(Error::Io { context, .. }) if context == "syncing /c/meta" => Some((s, a)),
+        _ => None,
+    }
+}
+
+/// Found by the `ops` fuzz target: a checkpoint whose publication failed at the meta file's
+/// sync (its slot written, maybe not durable) was adopted by the next writer, and by
+/// recovery after a kill, without a sync. Commits were then built on it, and recovery
+/// removed the older checkpoint's files, while a power loss could still take the meta file
+/// back to the older slot. Whoever adopts such a checkpoint now makes it durable first.
+#[test]
+fn a_checkpoint_adopted_after_its_publication_failed_is_durable() {
+    for seed in 0..12 {
+        let (s, a) = (1..400)
+            .find_map(|n| failed_publication(seed, n))
+            .expect("some operation is the meta file's sync");
+        let adopted = if seed % 2 == 0 {
+            // Another process's next writer adopts it.
+            let b = Engine::open(
+                Path::new("/c"),
+                Arc::new(s.process(2)),
+                EngineOptions::default(),
+                LONG,
+            )
+            .expect("open b");
+            put(&b, b"k2", b"2");
+            b.info().checkpoint_seq
+        } else {
+            // Every process is killed; recovery adopts it.
+            drop(a.clone());
+            s.crash(CrashMode::Kill);
+            let e = Engine::open(
+                Path::new("/c"),
+                Arc::new(s.clone()),
+                EngineOptions::default(),
+                LONG,
+            )
+            .expect("recovery");
+            e.info().checkpoint_seq
+        };
+        drop(a);
+        s.crash(CrashMode::PowerLoss);
+        let e = Engine::open(
+            Path::new("/c"),
+            Arc::new(s.clone()),
+            EngineOptions::default(),
+            LONG,
+        )
+        .expect("reopen after power loss");
+        assert!(
+            e.info().checkpoint_seq >= adopted,
+            "seed {seed}: checkpoint {adopted} was built on, yet a power loss went back to {}",
+            e.info().checkpoint_seq
+        );
+        assert_eq!(get(&e, b"k"), Some(b"1".to_vec()), "seed {seed}");
+    }
+}
