@@ -533,6 +533,26 @@ impl Run {
         }
     }
 
+    /// The newest checkpoint the first handle knows of (its sequence number), and whether it
+    /// holds every commit published so far (the log after it is empty). The handle reads
+    /// first, to follow the second handle's commits and checkpoints.
+    ///
+    /// A newer checkpoint does not always hold the last acknowledged state: a writer that
+    /// finds a checkpoint whose publication failed (the meta file's sync) adopts it, and it
+    /// holds an older state; so the durable point moves to the last state only when the
+    /// checkpoint holds every commit, and otherwise stays where it was (any state since is
+    /// allowed).
+    fn checkpoint_now(&self) -> (u64, bool) {
+        let Some(c) = self.cache.as_ref() else {
+            return (self.ckpt_seq, false);
+        };
+        if c.len().is_err() {
+            return (self.ckpt_seq, false);
+        }
+        let i = c.engine_info();
+        (i.checkpoint_seq, i.log_start_lsn == i.applied_lsn + 1)
+    }
+
     /// After a write: acknowledged (or not), and a checkpoint seen (or not).
     fn outcome(&mut self, r: diskcache::Result<()>, next: Candidate) {
         stats::OPS.inc();
@@ -548,14 +568,11 @@ impl Run {
                 };
                 self.states.push(m);
                 self.in_flight = None;
-                let seq = self
-                    .cache
-                    .as_ref()
-                    .map_or(self.ckpt_seq, |c| c.engine_info().checkpoint_seq);
+                let (seq, holds_all) = self.checkpoint_now();
                 if seq > self.ckpt_seq {
                     stats::CHECKPOINTS.add(seq - self.ckpt_seq);
                 }
-                let durable = self.cfg.full_sync || seq > self.ckpt_seq;
+                let durable = self.cfg.full_sync || (seq > self.ckpt_seq && holds_all);
                 self.ckpt_seq = self.ckpt_seq.max(seq);
                 if durable {
                     let last = self.states.pop().unwrap_or_default();
@@ -569,17 +586,16 @@ impl Run {
                 stats::FAILED_OPS.inc();
                 self.in_flight = Some(next);
                 // A checkpoint may have been published before the failure (`compact`
-                // checkpoints, then fails to write the new index file): it holds the last
-                // acknowledged state, which is durable from now on.
-                let seq = self
-                    .cache
-                    .as_ref()
-                    .map_or(self.ckpt_seq, |c| c.engine_info().checkpoint_seq);
+                // checkpoints, then fails to write the new index file): if it holds every
+                // acknowledged commit, the last acknowledged state is durable from now on.
+                let (seq, holds_all) = self.checkpoint_now();
                 if seq > self.ckpt_seq {
                     stats::CHECKPOINTS.add(seq - self.ckpt_seq);
                     self.ckpt_seq = seq;
-                    let last = self.last().clone();
-                    self.states = vec![last];
+                    if holds_all {
+                        let last = self.last().clone();
+                        self.states = vec![last];
+                    }
                 }
             }
         }
