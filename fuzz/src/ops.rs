@@ -1166,12 +1166,20 @@ impl Run {
         } else {
             vec![self.last().clone()]
         };
-        let mut found = allowed.iter().position(|m| seen(m) == got).map(|i| {
-            if i > 0 {
-                stats::TAIL_LOST.inc();
-            }
-            allowed[i].clone()
-        });
+        // Expired items look alike whatever their value (a small one and a file-backed one):
+        // among the states that look like what recovery shows, prefer one whose counters
+        // agree, and check the counters against that one.
+        let agrees = |m: &Model| len == m.len() as u64 && volume >= file_bytes(m);
+        let mut found = allowed
+            .iter()
+            .position(|m| seen(m) == got && agrees(m))
+            .or_else(|| allowed.iter().position(|m| seen(m) == got))
+            .map(|i| {
+                if i > 0 {
+                    stats::TAIL_LOST.inc();
+                }
+                allowed[i].clone()
+            });
         if found.is_none() {
             found = match &self.in_flight {
                 Some(Candidate::Exact(m)) if seen(m) == got => Some(m.clone()),
