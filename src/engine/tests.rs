@@ -305,6 +305,16 @@ proptest! {
     }
 }
 
+/// Opens the engine at `/c` on a simulated file system, with the default options.
+fn open_sim(storage: FaultyStorage) -> Result<Arc<Engine>> {
+    Engine::open(
+        Path::new("/c"),
+        Arc::new(storage),
+        EngineOptions::default(),
+        LONG,
+    )
+}
+
 /// Handle `a` (simulated process 1) writes `k` and checkpoints with the meta file's sync
 /// failing: the new slot is written but its publication fails. Returns the storage and `a`,
 /// or `None` if the `n`-th operation was not that sync.
@@ -313,13 +323,7 @@ fn failed_publication(seed: u64, n: u64) -> Option<(FaultyStorage, Arc<Engine>)>
         seed,
         max_file_len: 8 << 20,
     });
-    let a = Engine::open(
-        Path::new("/c"),
-        Arc::new(s.process(1)),
-        EngineOptions::default(),
-        LONG,
-    )
-    .expect("open");
+    let a = open_sim(s.process(1)).expect("open");
     put(&a, b"k", b"1");
     s.fail_after(n, std::io::ErrorKind::Other);
     let mut t = a.begin(LONG).expect("begin");
@@ -345,37 +349,18 @@ fn a_checkpoint_adopted_after_its_publication_failed_is_durable() {
             .expect("some operation is the meta file's sync");
         let adopted = if seed % 2 == 0 {
             // Another process's next writer adopts it.
-            let b = Engine::open(
-                Path::new("/c"),
-                Arc::new(s.process(2)),
-                EngineOptions::default(),
-                LONG,
-            )
-            .expect("open b");
+            let b = open_sim(s.process(2)).expect("open b");
             put(&b, b"k2", b"2");
             b.info().checkpoint_seq
         } else {
             // Every process is killed; recovery adopts it.
-            drop(a.clone());
             s.crash(CrashMode::Kill);
-            let e = Engine::open(
-                Path::new("/c"),
-                Arc::new(s.clone()),
-                EngineOptions::default(),
-                LONG,
-            )
-            .expect("recovery");
+            let e = open_sim(s.clone()).expect("recovery");
             e.info().checkpoint_seq
         };
         drop(a);
         s.crash(CrashMode::PowerLoss);
-        let e = Engine::open(
-            Path::new("/c"),
-            Arc::new(s.clone()),
-            EngineOptions::default(),
-            LONG,
-        )
-        .expect("reopen after power loss");
+        let e = open_sim(s.clone()).expect("reopen after power loss");
         assert!(
             e.info().checkpoint_seq >= adopted,
             "seed {seed}: checkpoint {adopted} was built on, yet a power loss went back to {}",
