@@ -1,6 +1,7 @@
 //! [`FanoutCache`]: a cache sharded over several [`Cache`]s, so writers to different shards
 //! do not wait for each other (python-diskcache's `FanoutCache`).
 
+use crate::cache::entries::NewValue;
 use crate::cache::{
     Cache, CacheBuilder, Entry, EvictionPolicy, Keys, MemoizeOptions, Memoized, SetOptions,
     StoreTimeout, Value, ValueReader, Warning,
@@ -310,15 +311,44 @@ impl<C: Codec> FanoutCache<C> {
         &self.inner.shards[i]
     }
 
-    /// Runs a single-key call on its shard, retrying on timeout when asked to; `None` if it
+    /// Runs a call on the shard of `key`, retrying on timeout when asked to; `None` if it
     /// gave up.
-    fn attempt<R>(&self, mut f: impl FnMut() -> Result<R>) -> Result<Option<R>> {
+    fn on_shard<R>(
+        &self,
+        key: &impl Serialize,
+        mut f: impl FnMut(&Cache<C>, EncodedKey<'_>) -> Result<R>,
+    ) -> Result<Option<R>> {
+        let k = encode_key(key)?;
+        let shard = self.shard_for(&k);
         loop {
-            match gave_up(f(), self.inner.retry) {
+            match gave_up(f(shard, EncodedKey(&k)), self.inner.retry) {
                 Err(Error::Timeout { .. }) => continue,
                 r => return r,
             }
         }
+    }
+
+    /// What a store on a shard does on a timeout: retry, or give up.
+    fn on_timeout(&self) -> StoreTimeout {
+        if self.inner.retry {
+            StoreTimeout::Retry
+        } else {
+            StoreTimeout::Skip
+        }
+    }
+
+    /// Stores a value on the shard of `key` (see `Cache::put`): prepared once, its commit
+    /// retried or given up (`None`) on a timeout.
+    fn put(
+        &self,
+        key: impl Serialize,
+        opts: &SetOptions,
+        only_if_absent: bool,
+        prepare: impl FnOnce(&Cache<C>) -> Result<NewValue>,
+    ) -> Result<Option<bool>> {
+        let k = encode_key(&key)?;
+        self.shard_for(&k)
+            .put(&k, opts, only_if_absent, self.on_timeout(), prepare)
     }
 
     /// Stores `value` under `key`; `false` if the shard was busy past the timeout.
@@ -333,11 +363,7 @@ impl<C: Codec> FanoutCache<C> {
         value: impl Serialize,
         opts: &SetOptions,
     ) -> Result<bool> {
-        let k = encode_key(&key)?;
-        let shard = self.shard_for(&k);
-        Ok(self
-            .attempt(|| shard.set_with(EncodedKey(&k), &value, opts))?
-            .is_some())
+        Ok(self.put(key, opts, false, |c| c.prepare(&value))?.is_some())
     }
 
     /// Stores the bytes read from `reader` in a value file (see [`Cache::set_reader`]);
@@ -348,26 +374,17 @@ impl<C: Codec> FanoutCache<C> {
         reader: impl Read,
         opts: &SetOptions,
     ) -> Result<bool> {
-        let k = encode_key(&key)?;
-        let shard = self.shard_for(&k);
-        // A reader can be read once: a retry stores what the first attempt buffered.
-        let mut bytes = Vec::new();
-        let mut reader = reader;
-        reader
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::io("reading a value to store", e))?;
+        // The value file is written once, streaming; only its commit is retried.
         Ok(self
-            .attempt(|| shard.set_reader_with(EncodedKey(&k), bytes.as_slice(), opts))?
+            .put(key, opts, false, |c| c.prepare_reader(reader))?
             .is_some())
     }
 
     /// Stores a [`Value`] of any kind (see [`Cache::set_value`]); `false` if the shard was
     /// busy past the timeout.
     pub fn set_value(&self, key: impl Serialize, value: &Value, opts: &SetOptions) -> Result<bool> {
-        let k = encode_key(&key)?;
-        let shard = self.shard_for(&k);
         Ok(self
-            .attempt(|| shard.set_value(EncodedKey(&k), value, opts))?
+            .put(key, opts, false, |c| c.prepare_value(value))?
             .is_some())
     }
 
@@ -384,18 +401,12 @@ impl<C: Codec> FanoutCache<C> {
         value: impl Serialize,
         opts: &SetOptions,
     ) -> Result<bool> {
-        let k = encode_key(&key)?;
-        let shard = self.shard_for(&k);
-        Ok(self
-            .attempt(|| shard.add_with(EncodedKey(&k), &value, opts))?
-            .unwrap_or(false))
+        Ok(self.put(key, opts, true, |c| c.prepare(&value))? == Some(true))
     }
 
     /// The value of `key`, or `None` if it is missing, expired, or its shard was busy.
     pub fn get<V: DeserializeOwned + 'static>(&self, key: impl Serialize) -> Result<Option<V>> {
-        let k = encode_key(&key)?;
-        let shard = self.shard_for(&k);
-        Ok(self.attempt(|| shard.get(EncodedKey(&k)))?.flatten())
+        Ok(self.on_shard(&key, |s, k| s.get(k))?.flatten())
     }
 
     /// The value of `key` with its expiry time and tag.
@@ -403,25 +414,17 @@ impl<C: Codec> FanoutCache<C> {
         &self,
         key: impl Serialize,
     ) -> Result<Option<Entry<V>>> {
-        let k = encode_key(&key)?;
-        let shard = self.shard_for(&k);
-        Ok(self.attempt(|| shard.get_entry(EncodedKey(&k)))?.flatten())
+        Ok(self.on_shard(&key, |s, k| s.get_entry(k))?.flatten())
     }
 
     /// The value of `key` whatever its type.
     pub fn get_value(&self, key: impl Serialize) -> Result<Option<Value>> {
-        let k = encode_key(&key)?;
-        let shard = self.shard_for(&k);
-        Ok(self.attempt(|| shard.get_value(EncodedKey(&k)))?.flatten())
+        Ok(self.on_shard(&key, |s, k| s.get_value(k))?.flatten())
     }
 
     /// The value of `key` whatever its type, with its expiry time and tag.
     pub fn get_value_entry(&self, key: impl Serialize) -> Result<Option<Entry<Value>>> {
-        let k = encode_key(&key)?;
-        let shard = self.shard_for(&k);
-        Ok(self
-            .attempt(|| shard.get_value_entry(EncodedKey(&k)))?
-            .flatten())
+        Ok(self.on_shard(&key, |s, k| s.get_value_entry(k))?.flatten())
     }
 
     /// A reader over the value of `key` (see [`Cache::read`]). Waits for a busy shard, as
@@ -445,18 +448,12 @@ impl<C: Codec> FanoutCache<C> {
 
     /// Removes `key`; `false` if it was missing or the shard was busy past the timeout.
     pub fn delete(&self, key: impl Serialize) -> Result<bool> {
-        let k = encode_key(&key)?;
-        let shard = self.shard_for(&k);
-        Ok(self
-            .attempt(|| shard.delete(EncodedKey(&k)))?
-            .unwrap_or(false))
+        Ok(self.on_shard(&key, |s, k| s.delete(k))?.unwrap_or(false))
     }
 
     /// Removes `key` and returns its value; `None` if it was missing or the shard was busy.
     pub fn pop<V: DeserializeOwned + 'static>(&self, key: impl Serialize) -> Result<Option<V>> {
-        let k = encode_key(&key)?;
-        let shard = self.shard_for(&k);
-        Ok(self.attempt(|| shard.pop(EncodedKey(&k)))?.flatten())
+        Ok(self.on_shard(&key, |s, k| s.pop(k))?.flatten())
     }
 
     /// [`FanoutCache::pop`] with the expiry time and tag.
@@ -464,17 +461,13 @@ impl<C: Codec> FanoutCache<C> {
         &self,
         key: impl Serialize,
     ) -> Result<Option<Entry<V>>> {
-        let k = encode_key(&key)?;
-        let shard = self.shard_for(&k);
-        Ok(self.attempt(|| shard.pop_entry(EncodedKey(&k)))?.flatten())
+        Ok(self.on_shard(&key, |s, k| s.pop_entry(k))?.flatten())
     }
 
     /// Changes the expiry of `key`; `false` if it was missing or the shard was busy.
     pub fn touch(&self, key: impl Serialize, expire: Option<Duration>) -> Result<bool> {
-        let k = encode_key(&key)?;
-        let shard = self.shard_for(&k);
         Ok(self
-            .attempt(|| shard.touch(EncodedKey(&k), expire))?
+            .on_shard(&key, |s, k| s.touch(k, expire))?
             .unwrap_or(false))
     }
 
@@ -492,9 +485,7 @@ impl<C: Codec> FanoutCache<C> {
         delta: i64,
         default: Option<i64>,
     ) -> Result<Option<i64>> {
-        let k = encode_key(&key)?;
-        let shard = self.shard_for(&k);
-        self.attempt(|| shard.incr_with(EncodedKey(&k), delta, default))
+        self.on_shard(&key, |s, k| s.incr_with(k, delta, default))
     }
 
     /// Subtracts `delta`; see [`FanoutCache::incr`].
@@ -509,9 +500,7 @@ impl<C: Codec> FanoutCache<C> {
         delta: i64,
         default: Option<i64>,
     ) -> Result<Option<i64>> {
-        let k = encode_key(&key)?;
-        let shard = self.shard_for(&k);
-        self.attempt(|| shard.decr_with(EncodedKey(&k), delta, default))
+        self.on_shard(&key, |s, k| s.decr_with(k, delta, default))
     }
 
     /// Items in all shards (expired ones not yet removed included).
@@ -784,13 +773,8 @@ impl<C: Codec> FanoutCache<C> {
         F: FnOnce() -> Result<R, E>,
     {
         let key = crate::cache::memo_call_key(name, args, opts)?;
-        let on_timeout = if self.inner.retry {
-            StoreTimeout::Retry
-        } else {
-            StoreTimeout::Skip
-        };
         self.shard_for(&key)
-            .memoized_at(&key, opts, compute, on_timeout)
+            .memoized_at(&key, opts, compute, self.on_timeout())
     }
 
     /// Wraps a function so that its results are cached in this fanout cache; see

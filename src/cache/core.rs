@@ -17,6 +17,17 @@ use std::any::{Any, TypeId};
 use std::io::Read;
 use std::time::Duration;
 
+/// What storing a value does when the writer lock stays busy past the timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StoreTimeout {
+    /// Fail with the timeout.
+    Fail,
+    /// Try again until it is stored.
+    Retry,
+    /// Give up without storing.
+    Skip,
+}
+
 /// A value found by a lookup, with what `get_entry` reports about it.
 pub(crate) struct Found<R> {
     pub value: R,
@@ -372,18 +383,22 @@ impl<C: Codec> Cache<C> {
         opts: &SetOptions,
     ) -> Result<()> {
         let k = encode_key(&key)?;
-        let tag = opts.encoded_tag()?.map(<[u8]>::to_vec);
-        let nv = self.prepare(&value)?;
-        let r = self.store(&k, &nv, opts, tag.as_deref(), false);
-        self.discard(&nv);
-        r.map(|_| ())
+        self.put(&k, opts, false, StoreTimeout::Fail, |c| c.prepare(&value))
+            .map(|_| ())
     }
 
     /// Stores a [`Value`] of any kind under `key`, as it is: an [`Value::Encoded`] value's
     /// bytes are kept without re-encoding (tools that copy entries between caches, dumps).
     pub fn set_value(&self, key: impl Serialize, value: &Value, opts: &SetOptions) -> Result<()> {
         let k = encode_key(&key)?;
-        let tag = opts.encoded_tag()?.map(<[u8]>::to_vec);
+        self.put(&k, opts, false, StoreTimeout::Fail, |c| {
+            c.prepare_value(value)
+        })
+        .map(|_| ())
+    }
+
+    /// Places a [`Value`] inline or in a value file, keeping an encoded value's bytes.
+    pub(crate) fn prepare_value(&self, value: &Value) -> Result<NewValue> {
         let (kind, bytes) = match value {
             Value::Bytes(b) => (ValueKind::Bytes, b.clone()),
             Value::Str(s) => (ValueKind::Str, s.as_bytes().to_vec()),
@@ -391,10 +406,7 @@ impl<C: Codec> Cache<C> {
             Value::Float(x) => (ValueKind::Float, x.to_le_bytes().to_vec()),
             Value::Encoded(b) => (ValueKind::Encoded, b.clone()),
         };
-        let nv = self.prepare_raw(kind, bytes)?;
-        let r = self.store(&k, &nv, opts, tag.as_deref(), false);
-        self.discard(&nv);
-        r.map(|_| ())
+        self.prepare_raw(kind, bytes)
     }
 
     /// Stores the bytes read from `reader` in a value file (python-diskcache's
@@ -407,17 +419,46 @@ impl<C: Codec> Cache<C> {
     pub fn set_reader_with(
         &self,
         key: impl Serialize,
-        mut reader: impl Read,
+        reader: impl Read,
         opts: &SetOptions,
     ) -> Result<()> {
         let k = encode_key(&key)?;
-        let tag = opts.encoded_tag()?.map(<[u8]>::to_vec);
+        self.put(&k, opts, false, StoreTimeout::Fail, |c| {
+            c.prepare_reader(reader)
+        })
+        .map(|_| ())
+    }
+
+    /// Writes the bytes of `reader` to a new value file, streaming.
+    pub(crate) fn prepare_reader(&self, mut reader: impl Read) -> Result<NewValue> {
         let e = &self.inner.engine;
         let f = values::write(&*e.storage, &e.dir, e.opts.sync, &mut reader)?;
-        let nv = NewValue::file(ValueKind::Bytes, f);
-        let r = self.store(&k, &nv, opts, tag.as_deref(), false);
+        Ok(NewValue::file(ValueKind::Bytes, f))
+    }
+
+    /// Stores a value under the encoded key `k`: checks the tag, prepares the value once
+    /// (`prepare` may write its value file), commits it as [`Cache::store`] does however many
+    /// attempts `on_timeout` allows, and removes the value file if no commit took it.
+    /// `Ok(None)`: gave up on a timeout ([`StoreTimeout::Skip`]); else whether it stored.
+    pub(crate) fn put(
+        &self,
+        k: &[u8],
+        opts: &SetOptions,
+        only_if_absent: bool,
+        on_timeout: StoreTimeout,
+        prepare: impl FnOnce(&Self) -> Result<NewValue>,
+    ) -> Result<Option<bool>> {
+        let tag = opts.encoded_tag()?.map(<[u8]>::to_vec);
+        let nv = prepare(self)?;
+        let r = loop {
+            match self.store(k, &nv, opts, tag.as_deref(), only_if_absent) {
+                Err(Error::Timeout { .. }) if on_timeout == StoreTimeout::Retry => continue,
+                Err(Error::Timeout { .. }) if on_timeout == StoreTimeout::Skip => break Ok(None),
+                r => break r.map(Some),
+            }
+        };
         self.discard(&nv);
-        r.map(|_| ())
+        r
     }
 
     /// Writes a prepared value; with `only_if_absent`, not over a live entry (returns
@@ -464,11 +505,8 @@ impl<C: Codec> Cache<C> {
         opts: &SetOptions,
     ) -> Result<bool> {
         let k = encode_key(&key)?;
-        let tag = opts.encoded_tag()?.map(<[u8]>::to_vec);
-        let nv = self.prepare(&value)?;
-        let r = self.store(&k, &nv, opts, tag.as_deref(), true);
-        self.discard(&nv);
-        r
+        self.put(&k, opts, true, StoreTimeout::Fail, |c| c.prepare(&value))
+            .map(|r| r == Some(true))
     }
 
     /// Removes `key`. Returns whether it was there; an expired item counts as absent and is

@@ -1,5 +1,6 @@
 //! `memoize`: caching the results of functions.
 
+use super::core::StoreTimeout;
 use super::value::SetOptions;
 use super::Cache;
 use crate::codec::Codec;
@@ -178,19 +179,7 @@ impl<C: Codec> Cache<C> {
         }
         let value = compute()?;
         if !opts.lookup_only {
-            let tag = opts.set.encoded_tag()?.map(<[u8]>::to_vec);
-            let nv = self.prepare(&value)?;
-            let r = loop {
-                match self.store(key, &nv, &opts.set, tag.as_deref(), false) {
-                    Err(Error::Timeout { .. }) if on_timeout == StoreTimeout::Retry => continue,
-                    Err(Error::Timeout { .. }) if on_timeout == StoreTimeout::Skip => {
-                        break Ok(false)
-                    }
-                    r => break r,
-                }
-            };
-            self.discard(&nv);
-            r?;
+            self.put(key, &opts.set, false, on_timeout, |c| c.prepare(&value))?;
         }
         Ok(value)
     }
@@ -228,17 +217,6 @@ impl<C: Codec> Cache<C> {
             types: PhantomData,
         }
     }
-}
-
-/// What a memoized call does when storing its result times out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum StoreTimeout {
-    /// Fail with the timeout.
-    Fail,
-    /// Try again until it is stored.
-    Retry,
-    /// Return the result without storing it.
-    Skip,
 }
 
 /// Where a memoized function keeps its results.

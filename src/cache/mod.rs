@@ -13,9 +13,10 @@ pub(crate) mod settings;
 mod value;
 
 pub use check::{Warning, WarningKind};
+pub(crate) use core::StoreTimeout;
 pub(crate) use iter::Live;
 pub use iter::{Keys, Values};
-pub(crate) use memo::{call_key as memo_call_key, StoreTimeout};
+pub(crate) use memo::call_key as memo_call_key;
 pub use memo::{MemoizeOptions, Memoized};
 pub use queue::{QueueOptions, Side};
 pub use raw::{RawEntry, ValueKind};
