@@ -399,62 +399,42 @@ fn create(dir: &Path, timeout: Duration, c: &Create) -> R<Box<dyn Store>> {
         Some(p) => Some(p.parse::<diskcache::EvictionPolicy>()?),
         None => None,
     };
-    let store: Box<dyn Store> = match c.shards {
-        None => {
-            let mut cb = Cache::builder().timeout(timeout);
+    // The settings a builder takes (both builders have the same methods), then the codec.
+    macro_rules! open_with_settings {
+        ($builder:expr) => {{
+            let mut bld = $builder;
             if let Some(v) = u("size_limit") {
-                cb = cb.size_limit(v);
+                bld = bld.size_limit(v);
             }
             if let Some(v) = u("cull_limit") {
-                cb = cb.cull_limit(v);
+                bld = bld.cull_limit(v);
             }
             if let Some(p) = policy {
-                cb = cb.eviction_policy(p);
+                bld = bld.eviction_policy(p);
             }
             if let Some(v) = b("statistics") {
-                cb = cb.statistics(v);
+                bld = bld.statistics(v);
             }
             if let Some(v) = b("tag_index") {
-                cb = cb.tag_index(v);
+                bld = bld.tag_index(v);
             }
             if let Some(v) = u("disk_min_file_size") {
-                cb = cb.min_file_size(v);
+                bld = bld.min_file_size(v);
             }
-            if codec == Json.name() {
-                Box::new(cb.codec(Json).open(dir)?)
+            let store: Box<dyn Store> = if codec == Json.name() {
+                Box::new(bld.codec(Json).open(dir)?)
             } else {
-                Box::new(cb.open(dir)?)
-            }
-        }
-        Some(n) => {
-            let mut fb = FanoutCache::builder()
-                .shards(n)
-                .retry(true)
-                .timeout(timeout);
-            if let Some(v) = u("size_limit") {
-                fb = fb.size_limit(v);
-            }
-            if let Some(v) = u("cull_limit") {
-                fb = fb.cull_limit(v);
-            }
-            if let Some(p) = policy {
-                fb = fb.eviction_policy(p);
-            }
-            if let Some(v) = b("statistics") {
-                fb = fb.statistics(v);
-            }
-            if let Some(v) = b("tag_index") {
-                fb = fb.tag_index(v);
-            }
-            if let Some(v) = u("disk_min_file_size") {
-                fb = fb.min_file_size(v);
-            }
-            if codec == Json.name() {
-                Box::new(fb.codec(Json).open(dir)?)
-            } else {
-                Box::new(fb.open(dir)?)
-            }
-        }
+                Box::new(bld.open(dir)?)
+            };
+            store
+        }};
+    }
+    let store = match c.shards {
+        None => open_with_settings!(Cache::builder().timeout(timeout)),
+        Some(n) => open_with_settings!(FanoutCache::builder()
+            .shards(n)
+            .retry(true)
+            .timeout(timeout)),
     };
     // Other stored settings (those of collections and applications) are copied as they are.
     for (name, value) in s {
