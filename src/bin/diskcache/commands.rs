@@ -107,6 +107,19 @@ pub fn get(ctx: &Ctx, dir: &Path, key: &KeyArg, force_hex: bool) -> R<()> {
 }
 
 fn copy_value(value: &mut impl Read, out: &mut impl Write) -> R<()> {
+    copy_chunks(value, out, |o, b| o.write_all(b))
+}
+
+fn copy_hex(value: &mut impl Read, out: &mut impl Write) -> R<()> {
+    copy_chunks(value, out, |o, b| o.write_all(hex(b).as_bytes()))
+}
+
+/// Reads `value` to its end in chunks, handing each to `write`.
+fn copy_chunks<W: Write>(
+    value: &mut impl Read,
+    out: &mut W,
+    write: impl Fn(&mut W, &[u8]) -> io::Result<()>,
+) -> R<()> {
     let mut buf = vec![0u8; 1 << 16];
     loop {
         let n = match value.read(&mut buf) {
@@ -115,20 +128,7 @@ fn copy_value(value: &mut impl Read, out: &mut impl Write) -> R<()> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Fail::io("reading the value", e)),
         };
-        out.write_all(&buf[..n])?;
-    }
-}
-
-fn copy_hex(value: &mut impl Read, out: &mut impl Write) -> R<()> {
-    let mut buf = vec![0u8; 1 << 15];
-    loop {
-        let n = match value.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Fail::io("reading the value", e)),
-        };
-        out.write_all(hex(&buf[..n]).as_bytes())?;
+        write(out, &buf[..n])?;
     }
 }
 
