@@ -10,6 +10,8 @@
 //! timing (expiry is exercised with `Duration::ZERO`, minutes or a day, and the clock is only
 //! ever waited on, never measured), and concurrency tests synchronise with channels and joins.
 
+mod common;
+use common::{force_checkpoint, value_files, wait_past};
 use diskcache::{
     Bincode, Cache, Entry, Error, EvictionPolicy, Key, Keys, MemoizeOptions, QueueOptions,
     SetOptions, Side, Warning, WarningKind,
@@ -58,16 +60,6 @@ fn expire_now() -> SetOptions {
     SetOptions::new().expire(Duration::ZERO)
 }
 
-/// Waits until the wall clock is past `t` (by a millisecond). `expire()` removes items that
-/// expired strictly before now, so an item stored with `Duration::ZERO` may need the clock
-/// to tick once before `expire()`, `cull()` or automatic culling count it (the tutorial
-/// sleeps a second for the same reason). This waits; it asserts nothing about time.
-fn wait_past(t: SystemTime) {
-    while SystemTime::now() <= t + Duration::from_millis(1) {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
 fn collect(keys: Keys<Bincode>) -> Vec<Key> {
     keys.collect::<Result<Vec<_>, _>>()
         .expect("iterate over the keys")
@@ -85,26 +77,6 @@ fn s(x: &str) -> Key {
     Key::Str(x.to_owned())
 }
 
-/// Paths of every value file (`*.val`) under `<dir>/values`.
-fn value_files(dir: &Path) -> Vec<PathBuf> {
-    fn walk(p: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(p) else {
-            return;
-        };
-        for e in entries {
-            let path = e.expect("read a directory entry").path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|x| x == "val") {
-                out.push(path);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&dir.join("values"), &mut out);
-    out
-}
-
 /// A cache that checkpoints after every 4 KiB of log (default sync level), so tests can
 /// force the checkpoint that removes obsolete value files.
 fn open_small_checkpoints(dir: &Path) -> Cache {
@@ -112,20 +84,6 @@ fn open_small_checkpoints(dir: &Path) -> Cache {
         .checkpoint_bytes(4096)
         .open(dir)
         .expect("open the cache with small checkpoints")
-}
-
-/// Writes small filler items until this handle has written a checkpoint.
-fn force_checkpoint(cache: &Cache) {
-    let start = cache.engine_info().checkpoints;
-    for i in 0..10_000u32 {
-        if cache.engine_info().checkpoints > start {
-            return;
-        }
-        cache
-            .set(("checkpoint-filler", i), i)
-            .expect("filler write");
-    }
-    panic!("no checkpoint after 10000 small writes");
 }
 
 /// The path of a file-backed value's file.

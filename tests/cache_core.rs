@@ -8,6 +8,8 @@
 //! timing (expiry is exercised with `Duration::ZERO` or a day), and concurrency tests
 //! synchronise with channels and joins, never sleeps.
 
+mod common;
+use common::{force_checkpoint, value_files};
 use diskcache::{
     Bincode, Cache, Codec, Entry, Error, EvictionPolicy, Json, Key, SetOptions, SyncLevel, Value,
 };
@@ -49,40 +51,6 @@ fn open_small_checkpoints(dir: &Path, level: SyncLevel) -> Cache {
         .checkpoint_bytes(4096)
         .open(dir)
         .expect("open the cache with small checkpoints")
-}
-
-/// Writes small filler items until this handle has written a checkpoint.
-fn force_checkpoint(cache: &Cache) {
-    let start = cache.engine_info().checkpoints;
-    for i in 0..10_000u32 {
-        if cache.engine_info().checkpoints > start {
-            return;
-        }
-        cache
-            .set(("checkpoint-filler", i), i)
-            .expect("filler write");
-    }
-    panic!("no checkpoint after 10000 small writes");
-}
-
-/// Paths of every value file (`*.val`) under `<dir>/values`.
-fn value_files(dir: &Path) -> Vec<PathBuf> {
-    fn walk(p: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(p) else {
-            return;
-        };
-        for e in entries {
-            let path = e.expect("read a directory entry").path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|x| x == "val") {
-                out.push(path);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&dir.join("values"), &mut out);
-    out
 }
 
 fn read_all(mut r: impl Read) -> Vec<u8> {

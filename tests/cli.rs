@@ -5,10 +5,12 @@
 //! itself or with the library (for states the tool cannot make, such as values of the
 //! bincode codec or caches with unusual settings), and checked the same two ways.
 
+mod common;
+use common::value_files;
 use diskcache::{Cache, FanoutCache, Json as JsonCodec, Key, SetOptions, Value};
 use serde_json::{json, Value as Json};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -96,22 +98,6 @@ fn keys_of(dir: &str, extra: &[&str]) -> Vec<String> {
     let mut args = vec!["keys", dir];
     args.extend_from_slice(extra);
     ok(&args).lines().map(str::to_owned).collect()
-}
-
-fn value_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).expect("read dir") {
-            let p = e.expect("entry").path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "val") {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 fn large_bytes() -> Vec<u8> {

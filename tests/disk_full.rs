@@ -7,6 +7,8 @@
 //! Mounting needs root (CI runs as root); where `mount` fails, the test says "skipped" and
 //! passes.
 
+mod common;
+use common::value_files;
 use diskcache::{Cache, Error, WarningKind};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -124,22 +126,6 @@ fn open(dir: &Path) -> diskcache::Result<Cache> {
         .min_file_size(MIN_FILE as u64)
         .checkpoint_bytes(256 << 10)
         .open(dir)
-}
-
-fn value_files(dir: &Path) -> usize {
-    let mut n = 0;
-    let mut stack = vec![dir.join("values")];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).expect("read_dir") {
-            let e = e.expect("entry");
-            if e.file_type().expect("file type").is_dir() {
-                stack.push(e.path());
-            } else if e.path().extension().is_some_and(|x| x == "val") {
-                n += 1;
-            }
-        }
-    }
-    n
 }
 
 fn is_disk_full(e: &Error) -> bool {
@@ -283,7 +269,7 @@ fn a_full_disk_fails_writes_cleanly_and_loses_nothing() {
     }
     let live = model.values().filter(|v| v.len() >= MIN_FILE).count();
     assert_eq!(
-        value_files(&dir),
+        value_files(&dir).len(),
         live,
         "value files on disk vs live large values"
     );

@@ -10,6 +10,8 @@
 //! asserts on timing: expiry uses `Duration::ZERO` or minutes, and concurrency tests
 //! synchronise with channels and joins.
 
+mod common;
+use common::wait_past;
 use diskcache::{
     Cache, Error, EvictionPolicy, FanoutBuilder, FanoutCache, Key, MemoizeOptions, SetOptions,
     SyncLevel, Value,
@@ -74,14 +76,6 @@ fn retrying(dir: &Path) -> FanoutCache {
         .retry(true)
         .open(dir)
         .expect("open a retrying fanout cache")
-}
-
-/// Waits until the wall clock is past `t` (by a millisecond), so that items stored with
-/// `Duration::ZERO` count as expired before `t` for `expire()`. Waits; asserts nothing.
-fn wait_past(t: SystemTime) {
-    while SystemTime::now() <= t + Duration::from_millis(1) {
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 /// The index of the shard that holds `key`.
