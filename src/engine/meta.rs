@@ -1,7 +1,7 @@
 //! The meta file: checkpoint slots (read and written with positional I/O) and the live page
 //! (shared atomics, mapped by every handle).
 
-use super::io_err;
+use super::{io_err, SyncLevel};
 use crate::error::{Error, Result};
 use crate::format::meta::*;
 use crate::storage::{LockKind, OpenMode, Storage, StorageFile};
@@ -126,6 +126,19 @@ impl MetaFile {
                 ))
             }
         }
+    }
+
+    /// The newest valid checkpoint, for a writer or a recovery to build on. If a
+    /// publication was left unfinished (`checkpoint_busy` set: its checkpointer was killed,
+    /// or failed to sync this file), the newest slot may never have been synced; unless
+    /// `sync` is Off, it is made durable first, so that no commit builds on (and no file of
+    /// the older checkpoint is removed for) a checkpoint that a power loss could take back.
+    /// After a power loss the flag may be gone, but then the surviving slot is on disk.
+    pub fn durable_checkpoint(&self, sync: SyncLevel) -> Result<Checkpoint> {
+        if sync != SyncLevel::Off && self.load(LIVE_CHECKPOINT_BUSY) != 0 {
+            self.sync()?;
+        }
+        self.best_checkpoint(None)
     }
 
     /// Writes a checkpoint into its slot (`seq % 2`, never the current one's).

@@ -685,14 +685,8 @@ impl Engine {
         // From here on, dropping `txn` releases both locks.
         if self.meta.load(LIVE_CHECKPOINT_BUSY) != 0 {
             // The last checkpointer died while publishing, or failed to sync the meta file:
-            // trust the slots, not the page. The newest valid slot may not be durable yet
-            // (its writer never synced it): make it so before anyone builds on it, or a
-            // power loss could take the cache back past commits made on top of it, and past
-            // files removed because only the older checkpoint named them.
-            let c = self.meta.best_checkpoint(None)?;
-            if self.opts.sync != SyncLevel::Off {
-                self.meta.sync()?;
-            }
+            // trust the slots (made durable), not the page.
+            let c = self.meta.durable_checkpoint(self.opts.sync)?;
             self.meta.store(LIVE_CHECKPOINT_SEQ, c.seq);
             self.meta.store(LIVE_CHECKPOINT_BUSY, 0);
         }

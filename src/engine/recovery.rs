@@ -77,15 +77,8 @@ pub(crate) fn recover(
     meta: &MetaFile,
     sync: SyncLevel,
 ) -> Result<(State, usize)> {
-    let ckpt = meta.best_checkpoint(None)?;
-    if sync != SyncLevel::Off && meta.load(LIVE_CHECKPOINT_BUSY) != 0 {
-        // A checkpointer was killed while publishing, or failed to sync the meta file: the
-        // newest valid slot may not be durable. Make it so before building on it (and before
-        // removing the files of the older checkpoint, which a power loss would go back to).
-        // After a power loss the flag may be lost, but then whatever slot survived is on
-        // disk already.
-        meta.sync()?;
-    }
+    // Step 6 removes the older checkpoint's files: the one kept must be durable.
+    let ckpt = meta.durable_checkpoint(sync)?;
     let ipath = index_path(dir, ckpt.index_file);
     let index = match IndexFile::open(storage, dir, ckpt.index_file, ckpt.index_len) {
         Ok(r) => r?,
