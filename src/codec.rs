@@ -60,26 +60,17 @@ fn bincode_decode_bounded<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize
             1 << shift
         }
     }
-    const T16: usize = tier(16);
-    const T20: usize = tier(20);
-    const T24: usize = tier(24);
-    const T28: usize = tier(28);
-    const T32: usize = tier(32);
-    const T36: usize = tier(36);
-    const T40: usize = tier(40);
-    const T44: usize = tier(44);
-    // Each budget is at least 16 times the input's size, and less than 256 times.
-    match bytes.len().saturating_mul(16) {
-        n if n <= T16 => bincode_decode::<T, T16>(bytes),
-        n if n <= T20 => bincode_decode::<T, T20>(bytes),
-        n if n <= T24 => bincode_decode::<T, T24>(bytes),
-        n if n <= T28 => bincode_decode::<T, T28>(bytes),
-        n if n <= T32 => bincode_decode::<T, T32>(bytes),
-        n if n <= T36 => bincode_decode::<T, T36>(bytes),
-        n if n <= T40 => bincode_decode::<T, T40>(bytes),
-        n if n <= T44 => bincode_decode::<T, T44>(bytes),
-        _ => bincode_decode::<T, { usize::MAX }>(bytes),
+    // The first budget of at least 16 times the input's size (so less than 256 times it).
+    let need = bytes.len().saturating_mul(16);
+    macro_rules! first_tier_over_need {
+        ($($shift:literal)*) => {$(
+            if need <= tier($shift) {
+                return bincode_decode::<T, { tier($shift) }>(bytes);
+            }
+        )*};
     }
+    first_tier_over_need!(16 20 24 28 32 36 40 44);
+    bincode_decode::<T, { usize::MAX }>(bytes)
 }
 
 impl Codec for Bincode {
