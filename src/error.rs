@@ -27,13 +27,13 @@ pub enum Error {
         /// What is wrong.
         detail: String,
     },
-    /// A file was written by a newer (or unknown) format version.
+    /// A file was written by another (newer, older or unknown) format version.
     UnsupportedVersion {
         /// The file.
         file: PathBuf,
         /// The version it claims.
         found: u32,
-        /// The newest version this build reads.
+        /// The version this build reads.
         supported: u32,
     },
     /// The writer lock could not be taken within the cache's timeout. Batch operations
@@ -64,6 +64,12 @@ pub enum Error {
     /// An earlier write failed in a way that leaves durability unknown (a failed fsync);
     /// this handle refuses further writes. Reopen the cache to recover.
     PreviousIo,
+    /// The operation belongs to the parent process of a `fork()`: a transaction that was
+    /// open in the parent when it forked cannot be continued or committed in the child.
+    Forked,
+    /// The cache cannot be used here safely (a network file system, say); the message says
+    /// why and what to do instead.
+    Unsupported(String),
 }
 
 impl Error {
@@ -111,7 +117,9 @@ impl fmt::Display for Error {
                 supported,
             } => write!(
                 f,
-                "{} has format version {found}; this build reads versions up to {supported}",
+                "{} has format version {found}; this build reads format version {supported} \
+                 only (a cache of another version can be moved with the `diskcache dump` of \
+                 the version that wrote it and this version's `diskcache load`, or removed)",
                 file.display()
             ),
             Error::Timeout { removed } => {
@@ -135,6 +143,12 @@ impl fmt::Display for Error {
                 f,
                 "an earlier write failed with an I/O error; reopen the cache before writing"
             ),
+            Error::Forked => write!(
+                f,
+                "this transaction was opened by the parent process before fork(); it cannot \
+                 be used in the child"
+            ),
+            Error::Unsupported(why) => write!(f, "unsupported: {why}"),
         }
     }
 }

@@ -29,7 +29,7 @@ pub use cache::{
 };
 pub use codec::{Bincode, Codec, Json};
 pub use deque::Deque;
-pub use engine::{EngineInfo, SyncLevel};
+pub use engine::{EngineInfo, Repaired, SyncLevel};
 pub use error::{Error, Result};
 pub use fanout::{FanoutBuilder, FanoutCache, MergedKeys};
 pub use index::{Index, IndexItems, IndexKeys};

@@ -139,6 +139,13 @@ enum Cmd {
         #[arg(long)]
         fix: bool,
     },
+    /// Rebuild a missing or damaged meta file from the copy of the last checkpoint in the
+    /// log (of each shard, for a fanout cache); nothing committed is lost. Run it only while
+    /// no process uses the cache.
+    Repair {
+        /// The cache directory.
+        dir: PathBuf,
+    },
     /// Print the value of a key (exit status 1 if it is missing or expired).
     Get {
         /// The cache directory.
@@ -311,6 +318,10 @@ fn run(cli: Cli) -> (Option<PathBuf>, fail::R<()>) {
         }
         Cmd::Check { dir, fix } => {
             let r = commands::check(&ctx, &dir, fix);
+            (Some(dir), r)
+        }
+        Cmd::Repair { dir } => {
+            let r = commands::repair(&ctx, &dir);
             (Some(dir), r)
         }
         Cmd::Get { dir, key, hex } => {

@@ -47,8 +47,8 @@ impl<C: Codec> Cache<C> {
         match name {
             "count" => return Ok(Some(self.len()?.into())),
             "size" => return self.read_view(|v, _| Ok(Some(v.register(reg::SIZE).into()))),
-            "hits" => return Ok(Some(self.inner.engine.live_load(LIVE_HITS).into())),
-            "misses" => return Ok(Some(self.inner.engine.live_load(LIVE_MISSES).into())),
+            "hits" => return Ok(Some(self.engine()?.live_load(LIVE_HITS).into())),
+            "misses" => return Ok(Some(self.engine()?.live_load(LIVE_MISSES).into())),
             _ => {}
         }
         self.read_view(|v, s| match settings::get(v, name)? {
@@ -70,7 +70,7 @@ impl<C: Codec> Cache<C> {
         }
         // Commit batched accesses first: compaction needs a transaction with no changes.
         self.write(|_, _| Ok(()))?;
-        let mut txn = self.inner.engine.begin(self.inner.timeout)?;
+        let mut txn = self.engine()?.begin(self.timeout())?;
         match txn.compact() {
             Ok(()) => txn.commit(),
             Err(e) => {
@@ -120,7 +120,7 @@ impl<C: Codec> Cache<C> {
         if self.statistics_enabled()? != enable {
             self.reset(settings::STATISTICS, enable)?;
         }
-        let e = &self.inner.engine;
+        let e = self.engine()?;
         let counts = if reset {
             (e.live_swap(LIVE_HITS, 0), e.live_swap(LIVE_MISSES, 0))
         } else {

@@ -8,11 +8,12 @@ use crate::engine::{reg, tree, values, NewFile, View, WriteTxn};
 use crate::error::{Error, Result};
 use crate::format::f64_order_bits;
 use crate::format::record::{self, Data};
-use crate::storage::{LockKind, OpenMode, Storage};
+use crate::storage::Storage;
 use std::collections::HashSet;
 use std::fmt;
 use std::ops::Bound;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// Orphan value files younger than this are reported but not removed: a writer in another
@@ -113,7 +114,7 @@ impl<C: Codec> Cache<C> {
             fix,
             warnings: Vec::new(),
         };
-        let e = &self.inner.engine;
+        let e = Arc::clone(self.engine()?);
         // Files are checked with the writer lock held too: no checkpoint can replace the
         // current segment or index file, nor commit new value files, meanwhile.
         let r = self.write(|txn, s| {
@@ -215,8 +216,9 @@ fn check_items(
                     name: name.to_owned(),
                     size: fsize,
                     crc,
+                    synced: false,
                 };
-                if values::open(storage, dir, name)?.is_none() {
+                if !values::exists(storage, dir, name)? {
                     drop_item = report.warn(
                         WarningKind::MissingFile,
                         format!("value file {name} of {} not found", render(&item.key)),
@@ -500,8 +502,7 @@ fn check_value_files(
     Ok(())
 }
 
-/// Finds log segments and index files no checkpoint refers to, and liveness files of
-/// handles that are gone.
+/// Finds log segments and index files no checkpoint refers to.
 fn check_stale(storage: &dyn Storage, dir: &Path, index: u64, segment: u64, report: &mut Report) {
     let stale = |sub: &str, ext: &str, keep: u64, report: &mut Report| {
         let Ok(entries) = storage.list_dir(&dir.join(sub)) else {
@@ -524,20 +525,4 @@ fn check_stale(storage: &dyn Storage, dir: &Path, index: u64, segment: u64, repo
     };
     stale("index", ".idx", index, report);
     stale("log", ".log", segment, report);
-    let procs = dir.join("procs");
-    let Ok(entries) = storage.list_dir(&procs) else {
-        return;
-    };
-    for e in entries {
-        let dead = match storage.open(&e.path, OpenMode::Existing) {
-            Ok(f) => f.try_lock(LockKind::Exclusive).unwrap_or(false),
-            Err(_) => false,
-        };
-        if dead {
-            let msg = format!("liveness file of a closed handle {}", e.path.display());
-            if report.warn(WarningKind::StaleFile, msg, true) {
-                let _ = storage.remove_file(&e.path);
-            }
-        }
-    }
 }

@@ -5,7 +5,7 @@ use super::settings::{EvictionPolicy, Settings};
 use super::value::{now, to_system_time, Entry, SetOptions, Value, ValueReader};
 use super::Cache;
 use crate::codec::Codec;
-use crate::engine::{reg, tree, values, WriteTxn};
+use crate::engine::{reg, tree, values, NewFile, WriteTxn};
 use crate::error::{Error, Result};
 use crate::format::meta::{LIVE_HITS, LIVE_MISSES};
 use crate::format::record::{self, Data, Record};
@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::any::{Any, TypeId};
 use std::io::Read;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What storing a value does when the writer lock stays busy past the timeout.
@@ -93,7 +94,7 @@ impl<C: Codec> Cache<C> {
             return Ok(*v);
         }
         match kind {
-            ValueKind::Encoded => self.inner.codec.decode(bytes),
+            ValueKind::Encoded => self.codec().decode(bytes),
             native => {
                 let de = NativeDe::from_stored(native, bytes).map_err(|e| Error::Codec(e.0))?;
                 V::deserialize(de).map_err(|e| {
@@ -110,17 +111,17 @@ impl<C: Codec> Cache<C> {
     pub(crate) fn prepare<V: Serialize + ?Sized>(&self, value: &V) -> Result<NewValue> {
         let (kind, bytes) = match classify(value) {
             Some(n) => (n.kind(), n.into_bytes()),
-            None => (ValueKind::Encoded, self.inner.codec.encode(value)?),
+            None => (ValueKind::Encoded, self.codec().encode(value)?),
         };
         self.prepare_raw(kind, bytes)
     }
 
     /// Places already-encoded value bytes inline or in a value file, by size.
     fn prepare_raw(&self, kind: ValueKind, bytes: Vec<u8>) -> Result<NewValue> {
-        let min = self.inner.settings.read().min_file_size;
+        let inner = self.live()?;
+        let min = inner.settings.read().min_file_size;
         if !matches!(kind, ValueKind::Int | ValueKind::Float) && bytes.len() as u64 >= min {
-            let e = &self.inner.engine;
-            let f = values::write_bytes(&*e.storage, &e.dir, e.opts.sync, &bytes)?;
+            let f = inner.engine.write_value_bytes(&bytes)?;
             Ok(NewValue::file(kind, f))
         } else {
             Ok(NewValue::inline(kind, bytes))
@@ -129,17 +130,14 @@ impl<C: Codec> Cache<C> {
 
     /// Removes a prepared value's file if no transaction took it.
     pub(crate) fn discard(&self, v: &NewValue) {
-        if let Some(name) = v.orphan() {
-            let e = &self.inner.engine;
+        if let (Some(name), Ok(e)) = (v.orphan(), self.engine()) {
             values::remove(&*e.storage, &e.dir, name);
         }
     }
 
     fn count_stat(&self, s: &Settings, hit: bool) {
-        if s.statistics {
-            self.inner
-                .engine
-                .live_add(if hit { LIVE_HITS } else { LIVE_MISSES }, 1);
+        if let (true, Ok(e)) = (s.statistics, self.engine()) {
+            e.live_add(if hit { LIVE_HITS } else { LIVE_MISSES }, 1);
         }
     }
 
@@ -158,7 +156,7 @@ impl<C: Codec> Cache<C> {
         move |kind, stored| match stored {
             Stored::Inline(b) => self.decode_as(kind, b).map(Some),
             Stored::File { name, size, crc } => {
-                let e = &self.inner.engine;
+                let e = self.engine()?;
                 match values::read(&*e.storage, &e.dir, name, size, crc)? {
                     Some(bytes) => self.decode_as(kind, &bytes).map(Some),
                     None => Ok(None),
@@ -172,7 +170,7 @@ impl<C: Codec> Cache<C> {
         move |kind, stored| match stored {
             Stored::Inline(b) => to_value(kind, b).map(Some),
             Stored::File { name, size, crc } => {
-                let e = &self.inner.engine;
+                let e = self.engine()?;
                 match values::read(&*e.storage, &e.dir, name, size, crc)? {
                     Some(bytes) => to_value(kind, &bytes).map(Some),
                     None => Ok(None),
@@ -288,13 +286,21 @@ impl<C: Codec> Cache<C> {
     /// value file is gone (its value is lost; `check(true)` would remove it too), it is
     /// removed. Otherwise (it changed meanwhile) nothing happens and the caller looks again.
     pub(crate) fn settle_unreadable(&self, key: &[u8]) -> Result<()> {
-        let e = &self.inner.engine;
+        let e = Arc::clone(self.engine()?);
         self.write(|txn, s| {
             let raw = txn.view(|v| v.get(tree::PRIMARY, key).map(|o| o.map(<[u8]>::to_vec)))?;
             let Some(raw) = raw else { return Ok(()) };
             let r = record::decode(&raw).map_err(|e| entries::corrupt_record(key, e))?;
             let lost = match r.data {
-                Data::File { name, .. } => values::open(&*e.storage, &e.dir, name)?.is_none(),
+                Data::File { name, size, crc } => {
+                    let f = NewFile {
+                        name: name.to_owned(),
+                        size,
+                        crc,
+                        synced: false,
+                    };
+                    !values::check_file(&*e.storage, &e.dir, &f)?
+                }
                 Data::Inline(_) => false,
             };
             if r.expired(now()) || lost {
@@ -345,12 +351,12 @@ impl<C: Codec> Cache<C> {
     /// itself for small ones).
     pub fn read(&self, key: impl Serialize) -> Result<Option<ValueReader>> {
         let k = encode_key(&key)?;
-        let e = &self.inner.engine;
+        let e = Arc::clone(self.engine()?);
         let open = |_: ValueKind, stored: Stored<'_>| -> Result<Option<ValueReader>> {
             Ok(match stored {
                 Stored::Inline(b) => Some(ValueReader::memory(b.to_vec())),
-                Stored::File { name, size, .. } => values::open(&*e.storage, &e.dir, name)?
-                    .map(|f| ValueReader::file(f, size, values::path(&e.dir, name))),
+                Stored::File { name, size, crc } => values::open(&*e.storage, &e.dir, name, size)?
+                    .map(|f| ValueReader::file(f, size, crc, values::path(&e.dir, name))),
             })
         };
         // Counted and recorded like `get`: serving a large value is a use of it.
@@ -431,8 +437,7 @@ impl<C: Codec> Cache<C> {
 
     /// Writes the bytes of `reader` to a new value file, streaming.
     pub(crate) fn prepare_reader(&self, mut reader: impl Read) -> Result<NewValue> {
-        let e = &self.inner.engine;
-        let f = values::write(&*e.storage, &e.dir, e.opts.sync, &mut reader)?;
+        let f = self.engine()?.write_value(&mut reader)?;
         Ok(NewValue::file(ValueKind::Bytes, f))
     }
 
@@ -570,7 +575,7 @@ impl<C: Codec> Cache<C> {
         let value = match val {
             Ok(v) => Some(v),
             Err((name, size, crc, kind)) => {
-                let e = &self.inner.engine;
+                let e = self.engine()?;
                 match values::read(&*e.storage, &e.dir, &name, size, crc)? {
                     Some(bytes) => Some(decode(kind, &bytes)?),
                     None => None,

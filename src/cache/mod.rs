@@ -25,7 +25,7 @@ pub(crate) use settings::SIZE_LIMIT as SIZE_LIMIT_SETTING;
 pub use value::{Entry, SetOptions, Value, ValueReader};
 
 use crate::codec::{Bincode, Codec};
-use crate::engine::{Engine, EngineInfo, EngineOptions, SyncLevel, View, WriteTxn};
+use crate::engine::{Engine, EngineInfo, EngineOptions, Repaired, SyncLevel, View, WriteTxn};
 use crate::error::{Error, Result};
 use crate::storage::{OsStorage, Storage};
 use entries::Access;
@@ -36,7 +36,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// A persistent, process-safe cache in a directory.
@@ -46,6 +46,11 @@ use std::time::{Duration, Instant};
 /// writers, and writers exclude each other with a file lock (waiting at most the
 /// [timeout](CacheBuilder::timeout), then failing with [`Error::Timeout`]). A handle is
 /// `Send + Sync` and cheap to clone (clones share it); dropping the last clone closes it.
+///
+/// A handle survives `fork()`: in the child process it notices on its next use that it was
+/// inherited, leaves the parent's locks and files alone, and opens the cache again as a
+/// handle of the child (a transaction the parent had open at the fork cannot be finished
+/// in the child: it fails with [`Error::Forked`]).
 ///
 /// Keys are any `Serialize` value (see [`Key`](crate::Key)); values are strings, byte
 /// strings, integers and floats natively, and anything else `Serialize +
@@ -90,9 +95,12 @@ impl<C: Codec> fmt::Debug for Cache<C> {
 
 struct Inner<C> {
     engine: Arc<Engine>,
-    codec: C,
+    codec: Arc<C>,
     dir: PathBuf,
     timeout: Duration,
+    /// In a child process that inherited this handle across `fork()`: the child's own
+    /// handle on the cache, opened at its first use.
+    next: OnceLock<Arc<Inner<C>>>,
     settings: RwLock<Arc<Settings>>,
     txn: Mutex<Option<WriteTxn>>,
     /// Token of the thread that owns `txn` (0: none).
@@ -102,6 +110,10 @@ struct Inner<C> {
 
 impl<C> Drop for Inner<C> {
     fn drop(&mut self) {
+        if self.engine.foreign() {
+            // Inherited across fork(): the accesses, locks and log belong to the parent.
+            return;
+        }
         // Best effort: a handle's last accesses are worth keeping, but not worth failing on.
         let pending = std::mem::take(&mut *self.accesses.lock());
         if !pending.is_empty() {
@@ -114,6 +126,99 @@ impl<C> Drop for Inner<C> {
         }
         // The last handle out checkpoints, so the next open is quick.
         let _ = self.engine.checkpoint_at_close();
+    }
+}
+
+impl<C: Codec> Inner<C> {
+    /// Opens a handle's state: the engine, with `changes` to the stored settings.
+    fn open(
+        dir: &Path,
+        storage: Arc<dyn Storage>,
+        engine_opts: EngineOptions,
+        codec: Arc<C>,
+        timeout: Duration,
+        open_timeout: Duration,
+        mut changes: BTreeMap<String, Json>,
+    ) -> Result<Inner<C>> {
+        let engine = Engine::open(dir, storage, engine_opts, open_timeout)?;
+        let stored = engine.read(settings::stored)?;
+        match stored.get(settings::CODEC).and_then(Json::as_str) {
+            Some(name) if name != codec.name() => {
+                return Err(Error::CodecMismatch {
+                    stored: name.to_owned(),
+                    requested: codec.name().to_owned(),
+                })
+            }
+            Some(_) => {}
+            None => {
+                changes.insert(settings::CODEC.to_owned(), codec.name().into());
+            }
+        }
+        changes.retain(|k, v| stored.get(k) != Some(v));
+        if !changes.is_empty() {
+            let mut txn = engine.begin(open_timeout)?;
+            // Another opener may have stored the codec meanwhile.
+            if let Some(name) = txn.view(|v| settings::get(v, settings::CODEC))? {
+                if name.as_str() != Some(codec.name()) {
+                    return Err(Error::CodecMismatch {
+                        stored: name.as_str().unwrap_or_default().to_owned(),
+                        requested: codec.name().to_owned(),
+                    });
+                }
+            }
+            settings::store(&mut txn, &changes)?;
+            txn.commit()?;
+        }
+        let s = engine.read(settings::load)?;
+        Ok(Inner {
+            engine,
+            codec,
+            dir: dir.to_path_buf(),
+            timeout,
+            next: OnceLock::new(),
+            settings: RwLock::new(Arc::new(s)),
+            txn: Mutex::new(None),
+            txn_owner: AtomicU64::new(0),
+            accesses: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The state to use in this process: this one, or, in a child that inherited it across
+    /// `fork()`, the child's own handle on the cache (opened now if this is its first use).
+    /// Inherited state is never used: its locks, transaction and pending accesses are the
+    /// parent's, and a lock another parent thread held at the fork would never be released.
+    #[inline]
+    fn live(&self) -> Result<&Inner<C>> {
+        if self.engine.foreign() {
+            self.successor()
+        } else {
+            Ok(self)
+        }
+    }
+
+    #[cold]
+    fn successor(&self) -> Result<&Inner<C>> {
+        if self.next.get().is_none() {
+            let fresh = Inner::open(
+                &self.dir,
+                Arc::clone(&self.engine.storage),
+                self.engine.opts.clone(),
+                Arc::clone(&self.codec),
+                self.timeout,
+                self.timeout,
+                BTreeMap::new(),
+            )?;
+            // Another thread of the child may have opened one first: use that one.
+            let _ = self.next.set(Arc::new(fresh));
+        }
+        match self.next.get() {
+            Some(next) => next.live(),
+            None => Err(Error::Forked),
+        }
+    }
+
+    fn in_txn(&self) -> bool {
+        self.txn_owner.load(Ordering::Acquire) == thread_token()
     }
 }
 
@@ -145,6 +250,7 @@ pub struct CacheBuilder<C: Codec = Bincode> {
     timeout: Duration,
     engine: EngineOptions,
     storage: Option<Arc<dyn Storage>>,
+    file_mode: Option<u32>,
     overrides: BTreeMap<String, Json>,
     /// How long opening waits for the writer lock, if not `timeout` (collections built on
     /// caches with short timeouts still open patiently).
@@ -161,6 +267,7 @@ impl Default for CacheBuilder<Bincode> {
             timeout: DEFAULT_TIMEOUT,
             engine: EngineOptions::default(),
             storage: None,
+            file_mode: None,
             overrides: BTreeMap::new(),
             open_timeout: None,
         }
@@ -214,9 +321,29 @@ impl<C: Codec> CacheBuilder<C> {
         self
     }
 
-    /// Durability (default [`SyncLevel::Normal`]).
-    pub fn sync(mut self, level: SyncLevel) -> Self {
-        self.engine.sync = level;
+    /// Durability (default [`SyncLevel::Normal`]). This is a setting of the cache, shared
+    /// by every handle (like the others it is stored, and [`Cache::reset`] changes it, as
+    /// `"sync"`): a commit acknowledged at `Full` survives power loss whatever other
+    /// handles do.
+    pub fn sync(self, level: SyncLevel) -> Self {
+        self.set(settings::SYNC, level.as_str().into())
+    }
+
+    /// The mode of the files this handle creates (default `0o600`, owner only; directories
+    /// get `0o700`), for caches shared by the members of a group: `0o660` (directories
+    /// `0o770`). The mode of an existing directory is never changed. Ignored with a custom
+    /// [`storage`](CacheBuilder::storage).
+    pub fn file_mode(mut self, mode: u32) -> Self {
+        self.file_mode = Some(mode);
+        self
+    }
+
+    /// Allows a cache on a network file system (NFS, SMB, ...), which is refused otherwise:
+    /// those file systems give processes neither coherent shared mappings nor reliable
+    /// locks. The handle then keeps every other handle out, in this process or any other,
+    /// until it is dropped (opening a second one fails).
+    pub fn single_process(mut self, on: bool) -> Self {
+        self.engine.single_process = on;
         self
     }
 
@@ -241,6 +368,7 @@ impl<C: Codec> CacheBuilder<C> {
             timeout: self.timeout,
             engine: self.engine,
             storage: self.storage,
+            file_mode: self.file_mode,
             overrides: self.overrides,
             open_timeout: self.open_timeout,
         }
@@ -263,6 +391,7 @@ impl<C: Codec> CacheBuilder<C> {
             timeout: DEFAULT_TIMEOUT,
             engine: self.engine.clone(),
             storage: self.storage.clone(),
+            file_mode: self.file_mode,
             overrides: BTreeMap::new(),
             open_timeout: None,
         }
@@ -271,6 +400,45 @@ impl<C: Codec> CacheBuilder<C> {
     /// Opens (creating if needed) the cache in `dir`.
     pub fn open(self, dir: impl AsRef<Path>) -> Result<Cache<C>> {
         Cache::open_with(dir.as_ref(), self)
+    }
+
+    /// Rebuilds the meta file of the cache in `dir` if it is missing or damaged, from the
+    /// newest copy of a checkpoint in a log segment's header; the next open then replays the
+    /// log after it, so nothing committed is lost. Opening refuses a cache whose meta file
+    /// is missing or empty beside its log and index files (it never starts afresh over
+    /// them): this is the way back. A sound meta file is left alone ([`Repaired::Nothing`]).
+    ///
+    /// Run it only while no process uses the cache: a process that still has the old meta
+    /// file open would not see the new one.
+    ///
+    /// ```
+    /// # fn main() -> diskcache::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let cache = diskcache::Cache::open(dir.path())?;
+    /// cache.set("key", "value")?;
+    /// drop(cache);
+    /// std::fs::remove_file(dir.path().join("meta")).unwrap();
+    /// assert!(diskcache::Cache::open(dir.path()).is_err());
+    /// assert!(matches!(
+    ///     diskcache::Cache::builder().repair(dir.path())?,
+    ///     diskcache::Repaired::MetaRebuilt { .. }
+    /// ));
+    /// let cache = diskcache::Cache::open(dir.path())?;
+    /// assert_eq!(cache.get::<String>("key")?.as_deref(), Some("value"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn repair(&self, dir: impl AsRef<Path>) -> Result<Repaired> {
+        Engine::repair(dir.as_ref(), &*self.file_system())
+    }
+
+    /// The storage to open with: the one given, or the operating system's.
+    fn file_system(&self) -> Arc<dyn Storage> {
+        match (self.storage.clone(), self.file_mode) {
+            (Some(s), _) => s,
+            (None, Some(mode)) => Arc::new(OsStorage::with_file_mode(mode)),
+            (None, None) => Arc::new(OsStorage::default()),
+        }
     }
 
     /// Creates a cache in a new directory under the system's temporary directory. The
@@ -328,7 +496,7 @@ impl Cache<Bincode> {
 
 impl<C: Codec> Cache<C> {
     fn open_with(dir: &Path, b: CacheBuilder<C>) -> Result<Cache<C>> {
-        let storage: Arc<dyn Storage> = b.storage.clone().unwrap_or_else(|| Arc::new(OsStorage));
+        let storage = b.file_system();
         storage
             .create_dir_all(dir)
             .map_err(|e| Error::io(format!("creating cache directory {}", dir.display()), e))?;
@@ -338,47 +506,17 @@ impl<C: Codec> Cache<C> {
             changes.insert(k, v);
         }
         let open_timeout = b.open_timeout.unwrap_or(b.timeout);
-        let engine = Engine::open(dir, storage, b.engine, open_timeout)?;
-        let stored = engine.read(settings::stored)?;
-        match stored.get(settings::CODEC).and_then(Json::as_str) {
-            Some(name) if name != b.codec.name() => {
-                return Err(Error::CodecMismatch {
-                    stored: name.to_owned(),
-                    requested: b.codec.name().to_owned(),
-                })
-            }
-            Some(_) => {}
-            None => {
-                changes.insert(settings::CODEC.to_owned(), b.codec.name().into());
-            }
-        }
-        changes.retain(|k, v| stored.get(k) != Some(v));
-        if !changes.is_empty() {
-            let mut txn = engine.begin(open_timeout)?;
-            // Another opener may have stored the codec meanwhile.
-            if let Some(name) = txn.view(|v| settings::get(v, settings::CODEC))? {
-                if name.as_str() != Some(b.codec.name()) {
-                    return Err(Error::CodecMismatch {
-                        stored: name.as_str().unwrap_or_default().to_owned(),
-                        requested: b.codec.name().to_owned(),
-                    });
-                }
-            }
-            settings::store(&mut txn, &changes)?;
-            txn.commit()?;
-        }
-        let s = engine.read(settings::load)?;
+        let inner = Inner::open(
+            dir,
+            storage,
+            b.engine,
+            Arc::new(b.codec),
+            b.timeout,
+            open_timeout,
+            changes,
+        )?;
         Ok(Cache {
-            inner: Arc::new(Inner {
-                engine,
-                codec: b.codec,
-                dir: dir.to_path_buf(),
-                timeout: b.timeout,
-                settings: RwLock::new(Arc::new(s)),
-                txn: Mutex::new(None),
-                txn_owner: AtomicU64::new(0),
-                accesses: Mutex::new(Vec::new()),
-            }),
+            inner: Arc::new(inner),
         })
     }
 
@@ -399,7 +537,10 @@ impl<C: Codec> Cache<C> {
 
     /// Layout and counters of the storage engine (for tools and tests).
     pub fn engine_info(&self) -> EngineInfo {
-        self.inner.engine.info()
+        match self.live() {
+            Ok(inner) => inner.engine.info(),
+            Err(_) => self.inner.engine.info(),
+        }
     }
 
     /// Flushes recorded accesses and closes this handle. Dropping the last clone closes it
@@ -408,35 +549,49 @@ impl<C: Codec> Cache<C> {
         self.flush_accesses(self.inner.timeout)
     }
 
-    fn in_txn(&self) -> bool {
-        self.inner.txn_owner.load(Ordering::Acquire) == thread_token()
+    /// This handle's state in this process (see [`Inner::live`]).
+    #[inline]
+    fn live(&self) -> Result<&Inner<C>> {
+        self.inner.live()
     }
 
-    /// The settings as of `v`, reloaded if another handle changed them.
-    fn settings_in(&self, v: &View<'_>) -> Result<Arc<Settings>> {
-        let cur = self.inner.settings.read().clone();
-        if cur.version == v.register(settings::SETTINGS_VERSION) {
-            return Ok(cur);
+    /// The engine this handle uses in this process.
+    pub(crate) fn engine(&self) -> Result<&Arc<Engine>> {
+        Ok(&self.live()?.engine)
+    }
+
+    pub(crate) fn in_txn(&self) -> bool {
+        self.live().is_ok_and(Inner::in_txn)
+    }
+
+    /// Whether this thread has a transaction open on `inner` (this handle's state in this
+    /// process). A transaction the parent process had open when it forked is the parent's:
+    /// using it in the child fails.
+    fn txn_open(&self, inner: &Inner<C>) -> Result<bool> {
+        if inner.in_txn() {
+            return Ok(true);
         }
-        let fresh = Arc::new(settings::load(v)?);
-        *self.inner.settings.write() = Arc::clone(&fresh);
-        Ok(fresh)
+        if !std::ptr::eq(inner, &*self.inner) && self.inner.in_txn() {
+            return Err(Error::Forked);
+        }
+        Ok(false)
     }
 
     /// Runs `f` on an up-to-date view (through this thread's transaction, if it has one).
     fn read_view<R>(&self, f: impl FnOnce(&View<'_>, &Settings) -> Result<R>) -> Result<R> {
-        if self.in_txn() {
-            let slot = self.inner.txn.lock();
+        let inner = self.live()?;
+        if self.txn_open(inner)? {
+            let slot = inner.txn.lock();
             let txn = slot
                 .as_ref()
                 .ok_or_else(|| Error::InvalidArgument("transaction vanished".into()))?;
             return txn.view(|v| {
-                let s = self.settings_in(v)?;
+                let s = inner.settings_in(v)?;
                 f(v, &s)
             });
         }
-        self.inner.engine.read(|v| {
-            let s = self.settings_in(v)?;
+        inner.engine.read(|v| {
+            let s = inner.settings_in(v)?;
             f(v, &s)
         })
     }
@@ -444,17 +599,18 @@ impl<C: Codec> Cache<C> {
     /// Runs `f` in a write transaction: this thread's open one, or a new one committed when
     /// `f` succeeds and rolled back when it fails.
     fn write<R>(&self, f: impl FnOnce(&mut WriteTxn, &Settings) -> Result<R>) -> Result<R> {
-        if self.in_txn() {
-            let mut slot = self.inner.txn.lock();
+        let inner = self.live()?;
+        if self.txn_open(inner)? {
+            let mut slot = inner.txn.lock();
             let txn = slot
                 .as_mut()
                 .ok_or_else(|| Error::InvalidArgument("transaction vanished".into()))?;
-            let s = txn.view(|v| self.settings_in(v))?;
+            let s = txn.view(|v| inner.settings_in(v))?;
             return f(txn, &s);
         }
-        let mut txn = self.inner.engine.begin(self.inner.timeout)?;
-        let s = txn.view(|v| self.settings_in(v))?;
-        self.take_accesses_into(&mut txn, &s)?;
+        let mut txn = inner.engine.begin(inner.timeout)?;
+        let s = txn.view(|v| inner.settings_in(v))?;
+        inner.take_accesses_into(&mut txn, &s)?;
         match f(&mut txn, &s) {
             Ok(v) => {
                 txn.commit()?;
@@ -491,33 +647,32 @@ impl<C: Codec> Cache<C> {
     /// # }
     /// ```
     pub fn transact<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R> {
-        if self.in_txn() {
+        let inner = self.live()?;
+        if self.txn_open(inner)? {
             return f();
         }
-        let mut txn = self.inner.engine.begin(self.inner.timeout)?;
-        let s = txn.view(|v| self.settings_in(v))?;
-        self.take_accesses_into(&mut txn, &s)?;
-        *self.inner.txn.lock() = Some(txn);
-        self.inner
-            .txn_owner
-            .store(thread_token(), Ordering::Release);
-        struct Guard<'a, C: Codec>(&'a Cache<C>, bool);
+        let mut txn = inner.engine.begin(inner.timeout)?;
+        let s = txn.view(|v| inner.settings_in(v))?;
+        inner.take_accesses_into(&mut txn, &s)?;
+        *inner.txn.lock() = Some(txn);
+        inner.txn_owner.store(thread_token(), Ordering::Release);
+        struct Guard<'a, C: Codec>(&'a Inner<C>, bool);
         impl<C: Codec> Drop for Guard<'_, C> {
             fn drop(&mut self) {
                 if !self.1 {
                     // Unwinding out of `f`: roll back.
-                    self.0.inner.txn_owner.store(0, Ordering::Release);
-                    if let Some(t) = self.0.inner.txn.lock().take() {
+                    self.0.txn_owner.store(0, Ordering::Release);
+                    if let Some(t) = self.0.txn.lock().take() {
                         t.rollback();
                     }
                 }
             }
         }
-        let mut guard = Guard(self, false);
+        let mut guard = Guard(inner, false);
         let r = f();
         guard.1 = true;
-        self.inner.txn_owner.store(0, Ordering::Release);
-        let txn = self.inner.txn.lock().take();
+        inner.txn_owner.store(0, Ordering::Release);
+        let txn = inner.txn.lock().take();
         match (r, txn) {
             (Ok(v), Some(t)) => {
                 t.commit()?;
@@ -533,22 +688,41 @@ impl<C: Codec> Cache<C> {
 
     /// Records a read under the LRU or LFU policy; writes the batch when it is full.
     fn record_access(&self, rowid: u64, a: Access) {
+        let Ok(inner) = self.live() else { return };
         let n = {
-            let mut acc = self.inner.accesses.lock();
+            let mut acc = inner.accesses.lock();
             if acc.len() >= ACCESS_MAX {
                 acc.drain(..ACCESS_MAX / 2);
             }
             acc.push((rowid, a));
             acc.len()
         };
-        if n >= ACCESS_BATCH && !self.in_txn() {
+        if n >= ACCESS_BATCH && !inner.in_txn() {
             // Never make a read wait: if the writer lock is busy, try again later.
-            let _ = self.flush_accesses(Duration::ZERO);
+            let _ = inner.flush_accesses(Duration::ZERO);
         }
     }
 
+    /// Writes recorded accesses now, waiting at most `wait` for the writer lock.
+    fn flush_accesses(&self, wait: Duration) -> Result<()> {
+        self.live()?.flush_accesses(wait)
+    }
+}
+
+impl<C: Codec> Inner<C> {
+    /// The settings as of `v`, reloaded if another handle changed them.
+    fn settings_in(&self, v: &View<'_>) -> Result<Arc<Settings>> {
+        let cur = self.settings.read().clone();
+        if cur.version == v.register(settings::SETTINGS_VERSION) {
+            return Ok(cur);
+        }
+        let fresh = Arc::new(settings::load(v)?);
+        *self.settings.write() = Arc::clone(&fresh);
+        Ok(fresh)
+    }
+
     fn take_accesses_into(&self, txn: &mut WriteTxn, s: &Settings) -> Result<()> {
-        let pending = std::mem::take(&mut *self.inner.accesses.lock());
+        let pending = std::mem::take(&mut *self.accesses.lock());
         if pending.is_empty() {
             return Ok(());
         }
@@ -557,12 +731,11 @@ impl<C: Codec> Cache<C> {
 
     /// Writes recorded accesses now, waiting at most `wait` for the writer lock.
     fn flush_accesses(&self, wait: Duration) -> Result<()> {
-        if self.inner.accesses.lock().is_empty() || self.in_txn() {
+        if self.accesses.lock().is_empty() || self.in_txn() {
             return Ok(());
         }
         let deadline = crate::engine::deadline_after(wait);
         let mut txn = match self
-            .inner
             .engine
             .begin(deadline.saturating_duration_since(Instant::now()))
         {

@@ -82,7 +82,7 @@ impl<C: Codec> Cache<C> {
     /// ```
     pub fn raw_entry(&self, key: impl Serialize) -> Result<Option<RawEntry>> {
         let k = encode_key(&key)?;
-        let e = &self.inner.engine;
+        let e = self.engine()?;
         // A value file can vanish when another handle replaces the value and a checkpoint
         // removes the old file: look again, which finds the new value (or none).
         for _ in 0..4 {
@@ -93,7 +93,7 @@ impl<C: Codec> Cache<C> {
                 let r = record::decode(raw).map_err(|e| entries::corrupt_record(&k, e))?;
                 let data = match r.data {
                     Data::Inline(b) => Ok(b.to_vec()),
-                    Data::File { name, size, .. } => Err((name.to_owned(), size)),
+                    Data::File { name, size, crc } => Err((name.to_owned(), size, crc)),
                 };
                 Ok(Some((
                     r.kind,
@@ -108,8 +108,8 @@ impl<C: Codec> Cache<C> {
             };
             let value = match data {
                 Ok(bytes) => ValueReader::memory(bytes),
-                Err((name, size)) => match values::open(&*e.storage, &e.dir, &name)? {
-                    Some(f) => ValueReader::file(f, size, values::path(&e.dir, &name)),
+                Err((name, size, crc)) => match values::open(&*e.storage, &e.dir, &name, size)? {
+                    Some(f) => ValueReader::file(f, size, crc, values::path(&e.dir, &name)),
                     None => continue,
                 },
             };

@@ -7,7 +7,7 @@
 //! before they use their cached copy.
 
 use super::entries::cull_key;
-use crate::engine::{tree, View, WriteTxn};
+use crate::engine::{reg, tree, SyncLevel, View, WriteTxn};
 use crate::error::{Error, Result};
 use crate::format::record;
 use serde_json::Value as Json;
@@ -84,6 +84,7 @@ pub(crate) struct Settings {
     pub statistics: bool,
     pub tag_index: bool,
     pub min_file_size: u64,
+    pub sync: SyncLevel,
     /// The settings-change counter these were read at.
     pub version: u64,
 }
@@ -97,6 +98,7 @@ impl Default for Settings {
             statistics: false,
             tag_index: false,
             min_file_size: 1 << 15,
+            sync: SyncLevel::Normal,
             version: 0,
         }
     }
@@ -112,6 +114,9 @@ pub(crate) const STATISTICS: &str = "statistics";
 pub(crate) const TAG_INDEX: &str = "tag_index";
 pub(crate) const MIN_FILE_SIZE: &str = "disk_min_file_size";
 pub(crate) const CODEC: &str = "codec";
+/// The cache's sync level; the engine reads it from register `reg::SYNC`, which every
+/// transaction that changes the setting sets too.
+pub(crate) const SYNC: &str = "sync";
 
 /// Reads every stored setting.
 pub(crate) fn stored(v: &View<'_>) -> Result<BTreeMap<String, Json>> {
@@ -167,6 +172,7 @@ pub(crate) fn load(v: &View<'_>) -> Result<Settings> {
     if let Some(x) = all.get(MIN_FILE_SIZE).and_then(Json::as_u64) {
         s.min_file_size = x.min(MAX_MIN_FILE_SIZE);
     }
+    s.sync = SyncLevel::from_code(v.register(reg::SYNC));
     Ok(s)
 }
 
@@ -184,6 +190,7 @@ impl Settings {
         out.insert(STATISTICS.to_owned(), Json::from(self.statistics));
         out.insert(TAG_INDEX.to_owned(), Json::from(self.tag_index));
         out.insert(MIN_FILE_SIZE.to_owned(), Json::from(self.min_file_size));
+        out.insert(SYNC.to_owned(), Json::from(self.sync.as_str()));
         out
     }
 }
@@ -221,6 +228,13 @@ pub(crate) fn validate(name: &str, value: Json) -> Result<Json> {
                 .parse()?;
             Json::from(p.as_str())
         }
+        SYNC => {
+            let l: SyncLevel = value
+                .as_str()
+                .ok_or_else(|| bad("expected \"off\", \"normal\" or \"full\""))?
+                .parse()?;
+            Json::from(l.as_str())
+        }
         CODEC => return Err(bad("the codec is fixed when the cache is created")),
         "count" | "size" | "hits" | "misses" => {
             return Err(bad("this is a counter, not a setting"))
@@ -248,6 +262,10 @@ pub(crate) fn store(txn: &mut WriteTxn, changes: &BTreeMap<String, Json>) -> Res
     }
     let version = txn.register(SETTINGS_VERSION);
     txn.set_register(SETTINGS_VERSION, version + 1);
+    if let Some(level) = changes.get(SYNC).and_then(Json::as_str) {
+        let level: SyncLevel = level.parse()?;
+        txn.set_register(reg::SYNC, level.code());
+    }
     let after = txn.view(load)?;
     if after.eviction_policy != before.eviction_policy {
         rebuild_policy_index(txn, after.eviction_policy)?;

@@ -144,6 +144,18 @@ pub struct ValueReader {
     pos: u64,
     len: u64,
     path: Option<PathBuf>,
+    /// For a value file: its recorded CRC, checked when it has been read through from the
+    /// start in order (a damaged file then ends in an error instead of the end of the value).
+    check: Option<Check>,
+}
+
+#[derive(Debug)]
+struct Check {
+    expected: u32,
+    hasher: crc32fast::Hasher,
+    /// Bytes hashed, all from the start in order.
+    hashed: u64,
+    failed: bool,
 }
 
 #[derive(Debug)]
@@ -153,12 +165,25 @@ enum Inner {
 }
 
 impl ValueReader {
-    pub(crate) fn file(file: Arc<dyn StorageFile>, len: u64, path: PathBuf) -> ValueReader {
+    /// A reader of a value file of `len` bytes (already checked) whose contents have CRC
+    /// `crc`.
+    pub(crate) fn file(
+        file: Arc<dyn StorageFile>,
+        len: u64,
+        crc: u32,
+        path: PathBuf,
+    ) -> ValueReader {
         ValueReader {
             inner: Inner::File(file),
             pos: 0,
             len,
             path: Some(path),
+            check: Some(Check {
+                expected: crc,
+                hasher: crc32fast::Hasher::new(),
+                hashed: 0,
+                failed: false,
+            }),
         }
     }
 
@@ -168,6 +193,7 @@ impl ValueReader {
             inner: Inner::Memory(bytes),
             pos: 0,
             path: None,
+            check: None,
         }
     }
 
@@ -187,14 +213,40 @@ impl ValueReader {
     }
 }
 
+impl ValueReader {
+    fn damaged(&self, what: &str) -> io::Error {
+        let file = self
+            .path
+            .as_deref()
+            .map_or_else(String::new, |p| format!(" {}", p.display()));
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("value file{file} {what}"),
+        )
+    }
+}
+
 impl Read for ValueReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.pos >= self.len {
+            // The end of the value: if it was read through, it must match its checksum.
+            if let Some(c) = &mut self.check {
+                if c.hashed == self.len && (c.failed || c.hasher.clone().finalize() != c.expected) {
+                    c.failed = true;
+                    return Err(self.damaged("does not match its checksum (damaged)"));
+                }
+            }
             return Ok(0);
         }
         let want = ((self.len - self.pos) as usize).min(buf.len());
         let n = match &self.inner {
-            Inner::File(f) => f.read_at(self.pos, &mut buf[..want])?,
+            Inner::File(f) => {
+                let n = f.read_at(self.pos, &mut buf[..want])?;
+                if n == 0 && want > 0 {
+                    return Err(self.damaged("is shorter than its record says (damaged)"));
+                }
+                n
+            }
             Inner::Memory(b) => {
                 let start = self.pos as usize;
                 let src = b.get(start..start + want).unwrap_or(&[]);
@@ -202,6 +254,12 @@ impl Read for ValueReader {
                 src.len()
             }
         };
+        if let Some(c) = &mut self.check {
+            if c.hashed == self.pos {
+                c.hasher.update(&buf[..n]);
+                c.hashed += n as u64;
+            }
+        }
         self.pos += n as u64;
         Ok(n)
     }

@@ -14,7 +14,6 @@ use crate::format::frame::align8;
 use crate::format::meta::Root;
 use crate::format::node::{self, LeafVal, NodeRef, KIND_BRANCH, KIND_LEAF, NODE_HEADER_LEN};
 use crate::storage::StorageFile;
-use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -523,14 +522,4 @@ impl<'a, 'w> Bulk<'a, 'w> {
         }
         Ok(None)
     }
-}
-
-/// Copies a whole tree into a new file (compaction).
-pub(crate) fn copy_tree(old: TreeRef<'_>, w: &mut NodeWriter) -> Result<Option<Root>> {
-    let mut bulk = Bulk::new(w, old.tree);
-    for item in old.cursor(Bound::Unbounded, Bound::Unbounded, false)? {
-        let (k, v) = item?;
-        bulk.push(k, v)?;
-    }
-    bulk.finish()
 }

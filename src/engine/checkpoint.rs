@@ -3,32 +3,38 @@
 //!
 //! Publishing order, which recovery relies on: new nodes are written past the published end
 //! of the index file and made durable; value files created since the last checkpoint are
-//! made durable; the next log segment is created; then the new checkpoint is written to the
-//! slot not in use and made durable; only then are the old segment, the old index file and
-//! obsolete value files removed. A crash at any point leaves the previous checkpoint (or the
-//! new one, once its slot is durable) complete.
+//! made durable; `checkpoint_busy` is set; the next log segment is created, its header
+//! carrying a copy of the new checkpoint; then the new checkpoint is written to the slot not
+//! in use and made durable; only then are the old segment, the old index file and obsolete
+//! value files removed. A crash at any point leaves the previous checkpoint (or the new one,
+//! once its segment or its slot is durable) complete.
 
 use super::btree::{create_index_file, index_path, IndexFile, TreeRef};
-use super::build::{copy_tree, Apply, Bulk, Change, NodeWriter, NODE_TARGET};
+use super::build::{Apply, Bulk, Change, NodeWriter, NODE_TARGET};
 use super::delta::TreeDelta;
 use super::log::{segment_path, LogCursor, Segment};
-use super::{io_err, values, Engine, SyncLevel, View, COMPACT_MIN};
+use super::{values, Engine, State, SyncLevel, View, COMPACT_MIN};
 use crate::error::Result;
 use crate::format::frame::{align8, NUM_TREES};
 use crate::format::meta::{Checkpoint, LIVE_CHECKPOINT_BUSY, LIVE_CHECKPOINT_SEQ};
 use crate::format::node::INDEX_HEADER_LEN;
+use crate::storage::Storage;
 use std::ops::Bound;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-/// Writes the overlay into the trees and starts a new log segment.
+/// Writes the overlay into the trees and starts a new log segment. Whatever the sync level,
+/// a checkpoint is made durable before it becomes current (so that a power loss never
+/// leaves a cache that does not open, and never takes back what earlier commits made
+/// durable); `level` says whether the value files of its transactions are synced too.
 ///
 /// A batch that touches much of the trees, or an index file with much dead space, is
 /// checkpointed by rewriting every tree, merged with the overlay, into a new index file
 /// (one sequential pass, no dead space); otherwise changed paths are appended
 /// copy-on-write.
-pub(crate) fn checkpoint(eng: &Engine) -> Result<()> {
-    let rewrite = {
+pub(crate) fn checkpoint(eng: &Engine, level: SyncLevel) -> Result<()> {
+    let rewrite_all = {
         let st = eng.state.read();
         let live = st.ckpt.index_live;
         let dead = st
@@ -55,11 +61,10 @@ pub(crate) fn checkpoint(eng: &Engine) -> Result<()> {
         }
         dead + touched >= live
     };
-    if rewrite {
-        return rewrite_checkpoint(eng);
+    if rewrite_all {
+        return rewrite(eng, level, false);
     }
-    let sync = eng.opts.sync != SyncLevel::Off;
-    let (new, index, seg, obsolete, old_segment) = {
+    let (new, index, obsolete, old_segment) = {
         let st = eng.state.read();
         let Some(index) = st.index.clone() else {
             return Ok(());
@@ -94,34 +99,26 @@ pub(crate) fn checkpoint(eng: &Engine) -> Result<()> {
         }
         w.flush()?;
         let index_len = w.end();
-        if sync {
-            index
-                .file
-                .sync()
-                .map_err(|e| io_err("syncing", &index.path, e))?;
-        }
+        eng.syncs().file(&*index.file, &index.path)?;
         // Value files are referenced durably from now on: make them durable first.
-        sync_new_files(eng, &st)?;
-        let seg = next_segment(eng, &st)?;
+        sync_new_files(eng, &st, level)?;
         let new = Checkpoint {
             seq: ckpt.seq + 1,
             index_file: ckpt.index_file,
             index_len,
             index_live: (ckpt.index_live + w.written).saturating_sub(freed),
-            log_segment: seg.id,
-            log_start_lsn: seg.header.start_lsn,
             registers: st.registers,
             roots,
+            ..next_position(&st)
         };
         (
             new,
             index,
-            seg,
             st.overlay.obsolete_files.clone(),
             st.log.segment.id,
         )
     };
-    publish(eng, &new)?;
+    let seg = publish(eng, &new, level)?;
     {
         let mut st = eng.state.write();
         st.index = Some(index.covering(new.index_len)?);
@@ -137,11 +134,27 @@ pub(crate) fn checkpoint(eng: &Engine) -> Result<()> {
     for name in &obsolete {
         values::remove(&*eng.storage, &eng.dir, name);
     }
+    sweep(&*eng.storage, &eng.dir, &new);
     let used = new.index_len.saturating_sub(INDEX_HEADER_LEN as u64);
     if new.index_len > COMPACT_MIN && used > eng.opts.compact_ratio * new.index_live.max(1) {
-        compact(eng)?;
+        compact(eng, level)?;
     }
     Ok(())
+}
+
+/// The position the next checkpoint continues the log from: the next segment, starting
+/// after the last applied frame (the other fields are to be filled in).
+fn next_position(st: &State) -> Checkpoint {
+    Checkpoint {
+        seq: st.ckpt.seq + 1,
+        index_file: st.ckpt.index_file,
+        index_len: st.ckpt.index_len,
+        index_live: st.ckpt.index_live,
+        log_segment: st.log.segment.id + 1,
+        log_start_lsn: st.log.applied_lsn + 1,
+        registers: st.registers,
+        roots: st.ckpt.roots,
+    }
 }
 
 /// A tree's changes as explicit puts and deletes in key order: the delta's own, and a
@@ -184,31 +197,20 @@ fn changes_of<'a>(d: &'a TreeDelta, base: &TreeRef<'a>) -> Result<Vec<Change<'a>
 
 /// Makes the value files created since the last checkpoint durable (sync `Normal`; `Full`
 /// synced each before its commit).
-fn sync_new_files(eng: &Engine, st: &super::State) -> Result<()> {
-    if eng.opts.sync == SyncLevel::Normal {
-        values::sync_all(
-            &*eng.storage,
-            &eng.dir,
-            st.overlay.new_files.iter().map(|f| f.name.as_str()),
-        )?;
+fn sync_new_files(eng: &Engine, st: &State, level: SyncLevel) -> Result<()> {
+    if level == SyncLevel::Normal {
+        let syncs = eng.syncs();
+        for f in &st.overlay.new_files {
+            values::sync_file(&syncs, &eng.dir, &f.name)?;
+        }
     }
     Ok(())
 }
 
-/// Creates the log segment that follows the current one.
-fn next_segment(eng: &Engine, st: &super::State) -> Result<Segment> {
-    Segment::create(
-        &*eng.storage,
-        &eng.dir,
-        st.log.segment.id + 1,
-        st.log.applied_lsn + 1,
-        eng.opts.sync,
-    )
-}
-
-/// A checkpoint that writes every tree, merged with the overlay, into a new index file.
-fn rewrite_checkpoint(eng: &Engine) -> Result<()> {
-    let (new, file, path, seg, obsolete, old_segment, old_index) = {
+/// A checkpoint that writes every tree, merged with the overlay, into a new index file; or,
+/// with an empty overlay (`compaction`), a compaction.
+fn rewrite(eng: &Engine, level: SyncLevel, compaction: bool) -> Result<()> {
+    let (new, file, path, obsolete, old_segment, old_index) = {
         let st = eng.state.read();
         let ckpt = &st.ckpt;
         let id = ckpt.index_file + 1;
@@ -229,36 +231,26 @@ fn rewrite_checkpoint(eng: &Engine) -> Result<()> {
             *root = bulk.finish()?;
         }
         w.flush()?;
-        if eng.opts.sync != SyncLevel::Off {
-            file.sync().map_err(|e| io_err("syncing", &path, e))?;
-            let d = eng.dir.join("index");
-            eng.storage
-                .sync_dir(&d)
-                .map_err(|e| io_err("syncing directory", &d, e))?;
-        }
-        sync_new_files(eng, &st)?;
-        let seg = next_segment(eng, &st)?;
+        eng.syncs().file(&*file, &path)?;
+        eng.syncs().dir(&eng.dir.join("index"))?;
+        sync_new_files(eng, &st, level)?;
         let new = Checkpoint {
-            seq: ckpt.seq + 1,
             index_file: id,
             index_len: w.end(),
             index_live: w.written,
-            log_segment: seg.id,
-            log_start_lsn: seg.header.start_lsn,
-            registers: st.registers,
             roots,
+            ..next_position(&st)
         };
         (
             new,
             file,
             path,
-            seg,
             st.overlay.obsolete_files.clone(),
             st.log.segment.id,
             ckpt.index_file,
         )
     };
-    publish(eng, &new)?;
+    let seg = publish(eng, &new, level)?;
     {
         let mut st = eng.state.write();
         st.index = Some(Arc::new(IndexFile::with_file(
@@ -270,9 +262,14 @@ fn rewrite_checkpoint(eng: &Engine) -> Result<()> {
         )?));
         st.log = LogCursor::at_start(Arc::new(seg));
         st.reset_overlay();
-        st.ckpt = new;
+        st.ckpt = new.clone();
     }
-    eng.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+    let counter = if compaction {
+        &eng.counters.compactions
+    } else {
+        &eng.counters.checkpoints
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
     let _ = eng
         .storage
         .remove_file(&segment_path(&eng.dir, old_segment));
@@ -280,81 +277,104 @@ fn rewrite_checkpoint(eng: &Engine) -> Result<()> {
     for name in &obsolete {
         values::remove(&*eng.storage, &eng.dir, name);
     }
+    sweep(&*eng.storage, &eng.dir, &new);
     Ok(())
 }
 
-/// Writes a checkpoint slot and makes it the current one.
-fn publish(eng: &Engine, c: &Checkpoint) -> Result<()> {
+/// Publishes checkpoint `c`: sets `checkpoint_busy`, creates the log segment that continues
+/// from it (its header carries a copy of `c`), writes `c` into its slot and makes it
+/// durable, then makes it current. Returns the new segment.
+fn publish(eng: &Engine, c: &Checkpoint, level: SyncLevel) -> Result<Segment> {
+    // Set before anything of the new checkpoint exists: if this does not finish, whoever
+    // next takes the writer lock settles it (see `Engine::finish_abandoned_checkpoint`).
     eng.meta.store(LIVE_CHECKPOINT_BUSY, 1);
+    let seg = Segment::create(&*eng.storage, &eng.dir, c, level, &eng.syncs())?;
     eng.meta.write_slot(c)?;
-    if eng.opts.sync != SyncLevel::Off {
-        if let Err(e) = eng.meta.sync() {
-            // The slot may or may not be durable: keep every old file, refuse more writes.
-            eng.poison();
-            return Err(e);
-        }
-    }
+    // A failure poisons the handle: the slot may or may not be durable, so every old file
+    // stays, and the next writer settles it.
+    eng.syncs().file(&*eng.meta.file, &eng.meta.path)?;
     eng.meta.store(LIVE_CHECKPOINT_SEQ, c.seq);
     eng.meta.store(LIVE_CHECKPOINT_BUSY, 0);
-    Ok(())
+    Ok(seg)
 }
 
-/// Copies every tree into a new index file and switches to it.
-pub(crate) fn compact(eng: &Engine) -> Result<()> {
-    let sync = eng.opts.sync != SyncLevel::Off;
-    let (new, file, path, old_id) = {
-        let st = eng.state.read();
-        let Some(index) = st.index.clone() else {
-            return Ok(());
-        };
-        let ckpt = &st.ckpt;
-        let id = ckpt.index_file + 1;
-        let path = index_path(&eng.dir, id);
-        let file = create_index_file(&*eng.storage, &eng.dir, id)?;
-        let mut w = NodeWriter::new(Arc::clone(&file), path.clone(), INDEX_HEADER_LEN as u64);
-        let mut roots = [None; NUM_TREES];
-        for (t, root) in roots.iter_mut().enumerate() {
-            let old = TreeRef {
-                index: &index,
-                root: ckpt.roots[t],
-                published: ckpt.index_len,
-                tree: t as u8,
-            };
-            // The overlay is empty right after a checkpoint; anything in it is carried by
-            // the log, which this compaction does not touch.
-            *root = copy_tree(old, &mut w)?;
+/// Copies every tree into a new index file and switches to it (the overlay must be empty:
+/// right after a checkpoint).
+pub(crate) fn compact(eng: &Engine, level: SyncLevel) -> Result<()> {
+    rewrite(eng, level, true)
+}
+
+/// The ids of the files `<dir>/<sub>/<16 hex digits><ext>`.
+fn file_ids(
+    storage: &dyn Storage,
+    dir: &Path,
+    sub: &str,
+    ext: &str,
+) -> Vec<(u64, std::path::PathBuf)> {
+    let mut out = Vec::new();
+    if let Ok(entries) = storage.list_dir(&dir.join(sub)) {
+        for e in entries {
+            let id = e
+                .path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(ext))
+                .and_then(|stem| u64::from_str_radix(stem, 16).ok());
+            if let Some(id) = id {
+                out.push((id, e.path));
+            }
         }
-        w.flush()?;
-        if sync {
-            file.sync().map_err(|e| io_err("syncing", &path, e))?;
-            let d = eng.dir.join("index");
-            eng.storage
-                .sync_dir(&d)
-                .map_err(|e| io_err("syncing directory", &d, e))?;
-        }
-        let new = Checkpoint {
-            seq: ckpt.seq + 1,
-            index_file: id,
-            index_len: w.end(),
-            index_live: w.written,
-            roots,
-            ..ckpt.clone()
-        };
-        (new, file, path, ckpt.index_file)
-    };
-    publish(eng, &new)?;
-    {
-        let mut st = eng.state.write();
-        st.index = Some(Arc::new(IndexFile::with_file(
-            path,
-            new.index_file,
-            file,
-            new.index_len,
-            None,
-        )?));
-        st.ckpt = new;
     }
-    eng.counters.compactions.fetch_add(1, Ordering::Relaxed);
-    let _ = eng.storage.remove_file(&index_path(&eng.dir, old_id));
-    Ok(())
+    out
+}
+
+/// The ids of the log segments in `dir`.
+pub(crate) fn segment_ids(storage: &dyn Storage, dir: &Path) -> Vec<u64> {
+    file_ids(storage, dir, "log", ".log")
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// Removes log segments and index files that checkpoint `c` does not use, and segments
+/// whose creation a crash interrupted: leftovers of crashes between publishing a checkpoint
+/// and removing what it replaced, or of checkpoints that never became current. Called with
+/// the writer lock held (checkpoints) or no other handle open (recovery), so nobody creates
+/// such files meanwhile; readers of older checkpoints find their files gone and move on to
+/// the current one.
+pub(crate) fn sweep(storage: &dyn Storage, dir: &Path, c: &Checkpoint) {
+    for (id, path) in file_ids(storage, dir, "index", ".idx") {
+        if id != c.index_file {
+            let _ = storage.remove_file(&path);
+        }
+    }
+    for (id, path) in file_ids(storage, dir, "log", ".log") {
+        if id != c.log_segment {
+            let _ = storage.remove_file(&path);
+        }
+    }
+    if let Ok(entries) = storage.list_dir(&dir.join("log")) {
+        for e in entries {
+            if e.path.extension().is_some_and(|x| x == "tmp") {
+                let _ = storage.remove_file(&e.path);
+            }
+        }
+    }
+}
+
+/// Removes the log segments and index files newer than checkpoint `c`'s (those of a
+/// checkpoint that never became current); returns whether there were any.
+pub(crate) fn remove_newer(storage: &Arc<dyn Storage>, dir: &Path, c: &Checkpoint) -> bool {
+    let mut removed = false;
+    for (id, path) in file_ids(&**storage, dir, "log", ".log") {
+        if id > c.log_segment && storage.remove_file(&path).is_ok() {
+            removed = true;
+        }
+    }
+    for (id, path) in file_ids(&**storage, dir, "index", ".idx") {
+        if id > c.index_file {
+            let _ = storage.remove_file(&path);
+        }
+    }
+    removed
 }

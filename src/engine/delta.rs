@@ -201,6 +201,9 @@ pub(crate) struct NewFile {
     pub name: String,
     pub size: u64,
     pub crc: u32,
+    /// Whether it was made durable when written (not carried by the log: a transaction's
+    /// frame says so for all its files, see `FLAG_FILES_SYNCED`).
+    pub synced: bool,
 }
 
 /// Changes to every tree and register, and the value files involved.
@@ -286,6 +289,7 @@ impl Delta {
                     }
                 }
                 Op::NewFile { name, size, crc } => self.new_files.push(NewFile {
+                    synced: false,
                     name: name.to_owned(),
                     size,
                     crc,
@@ -366,6 +370,7 @@ mod tests {
             name: "00/11/2233445566778899aabbccddeeff.val".into(),
             size: 9,
             crc: 1,
+            synced: false,
         });
         d.obsolete_files
             .push("00/11/2233445566778899aabbccddeeff.val".into());

@@ -4,12 +4,13 @@
 //! Space is allocated beforehand with ordinary writes of zeros, so a full disk is reported as
 //! an error by those writes instead of killing the process with SIGBUS on a page fault.
 
-use super::{io_err, SyncLevel};
+use super::{io_err, SyncLevel, Syncs};
 use crate::error::{Error, Result};
 use crate::format::frame::{
     decode_frame, Frame, FrameEnd, SegmentHeader, FRAME_HEADER_LEN, MAX_FRAME_PAYLOAD,
     SEGMENT_HEADER_LEN,
 };
+use crate::format::meta::Checkpoint;
 use crate::storage::{OpenMode, Storage, StorageFile};
 use crate::sys::Region;
 use parking_lot::Mutex;
@@ -45,48 +46,62 @@ struct SegView {
 }
 
 impl Segment {
-    /// Creates a segment file with its header and a first allocation. It is written under a
-    /// temporary name, made durable (unless `sync` is `Off`), and renamed into place, so a
-    /// segment file with its final name is always complete: a crash leaves the whole file
-    /// or none of it (plus a `.tmp` leftover that recovery removes). With `Full` the
-    /// directory entry is made durable too.
+    /// Creates the segment that continues from checkpoint `from` (its id and first LSN are
+    /// the checkpoint's), with its header, which carries a copy of the checkpoint, and a
+    /// first allocation. It is written under a temporary name, made durable, and renamed into
+    /// place, so a segment file with its final name is always complete: a crash leaves the
+    /// whole file or none of it (plus a `.tmp` leftover that recovery removes). With sync
+    /// level `Full` the directory entry is made durable too.
     pub fn create(
         storage: &dyn Storage,
         dir: &Path,
-        id: u64,
-        start_lsn: u64,
+        from: &Checkpoint,
         sync: SyncLevel,
+        syncs: &Syncs<'_>,
     ) -> Result<Segment> {
+        let id = from.log_segment;
         let path = segment_path(dir, id);
         let tmp = path.with_extension("log.tmp");
         let _ = storage.remove_file(&tmp);
         let file = storage
             .open(&tmp, OpenMode::CreateNew)
             .map_err(|e| io_err("creating", &tmp, e))?;
+        // Frames are copied in through a mapping: no copy-on-write for this file.
+        file.prepare_mapped_writes()
+            .map_err(|e| io_err("preparing", &tmp, e))?;
         let header = SegmentHeader {
             segment_id: id,
-            start_lsn,
+            start_lsn: from.log_start_lsn,
             salt: fastrand::u64(..),
         };
         let mut first = vec![0u8; ALLOC_STEP as usize];
-        first[..SEGMENT_HEADER_LEN].copy_from_slice(&header.encode());
+        first[..SEGMENT_HEADER_LEN].copy_from_slice(&header.encode(from));
         file.write_at(0, &first)
             .map_err(|e| io_err("writing", &tmp, e))?;
-        if sync != SyncLevel::Off {
-            file.sync().map_err(|e| io_err("syncing", &tmp, e))?;
-        }
+        syncs.file(&*file, &tmp)?;
         // A leftover of a checkpoint that crashed before publishing it may hold this name:
         // nobody can have it mapped, since no published checkpoint names it.
         storage
             .rename(&tmp, &path)
             .map_err(|e| io_err("renaming into place", &path, e))?;
         if sync == SyncLevel::Full {
-            let d = dir.join("log");
-            storage
-                .sync_dir(&d)
-                .map_err(|e| io_err("syncing directory", &d, e))?;
+            syncs.dir(&dir.join("log"))?;
         }
         Self::from_file(path, file, ALLOC_STEP)
+    }
+
+    /// The checkpoint that segment `id`'s header says it continues from, if the segment
+    /// exists and that part of its header is intact.
+    pub fn read_checkpoint(storage: &dyn Storage, dir: &Path, id: u64) -> Option<Checkpoint> {
+        let path = segment_path(dir, id);
+        let file = storage.open(&path, OpenMode::Existing).ok()?;
+        let mut head = [0u8; SEGMENT_HEADER_LEN];
+        file.read_exact_at(0, &mut head).ok()?;
+        let (header, _) = SegmentHeader::decode(&head).ok()?;
+        if header.segment_id != id {
+            return None;
+        }
+        header.checkpoint(&head)
     }
 
     /// Opens an existing segment and checks its header.
@@ -262,12 +277,14 @@ impl Segment {
             Ok(Frame {
                 lsn,
                 flags,
+                boot,
                 payload,
                 crc,
                 len,
             }) => Ok(OwnedFrame {
                 lsn,
                 flags,
+                boot,
                 payload: payload.to_vec(),
                 crc,
                 len,
@@ -282,6 +299,7 @@ impl Segment {
 pub(crate) struct OwnedFrame {
     pub lsn: u64,
     pub flags: u32,
+    pub boot: u32,
     pub payload: Vec<u8>,
     pub crc: u32,
     pub len: usize,

@@ -1,10 +1,10 @@
 //! The meta file: checkpoint slots (read and written with positional I/O) and the live page
 //! (shared atomics, mapped by every handle).
 
-use super::{io_err, SyncLevel};
+use super::io_err;
 use crate::error::{Error, Result};
 use crate::format::meta::*;
-use crate::storage::{LockKind, OpenMode, Storage, StorageFile};
+use crate::storage::{OpenMode, Storage, StorageFile};
 use crate::sys::Region;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,18 +25,25 @@ pub(crate) struct Slots {
 }
 
 impl MetaFile {
-    /// Opens (creating if missing) the meta file. Returns it and whether it was empty (a new
-    /// cache, to be initialized by whoever holds the presence lock exclusively).
-    pub fn open(storage: &dyn Storage, dir: &Path) -> Result<(MetaFile, bool)> {
+    /// Opens an existing meta file; `Ok(None)` if there is none.
+    pub fn open(storage: &dyn Storage, dir: &Path) -> Result<Option<MetaFile>> {
         let path = dir.join("meta");
-        let file = storage
-            .open(&path, OpenMode::Create)
-            .map_err(|e| io_err("opening", &path, e))?;
+        let file = match storage.open(&path, OpenMode::Existing) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("opening", &path, e)),
+        };
+        Self::with_file(path, file).map(Some)
+    }
+
+    fn with_file(path: PathBuf, file: Arc<dyn StorageFile>) -> Result<MetaFile> {
         let len = file
             .len()
             .map_err(|e| io_err("reading the length of", &path, e))?;
-        let empty = len == 0;
-        if !empty && len < META_FILE_LEN {
+        if len < META_FILE_LEN {
+            // Never treated as "no cache yet": a new cache's meta file appears whole, by a
+            // rename (see `create`), so a short one is damage, and starting afresh here would
+            // throw away the log and index beside it.
             return Err(Error::corrupted(
                 &path,
                 len,
@@ -46,20 +53,40 @@ impl MetaFile {
         let live = file
             .map(META_FILE_LEN as usize)
             .map_err(|e| io_err("mapping", &path, e))?;
-        Ok((MetaFile { path, file, live }, empty))
+        Ok(MetaFile { path, file, live })
     }
 
-    /// Writes a fresh meta file: header, the first checkpoint in slot 0, a zeroed slot 1 and
-    /// live page.
-    pub fn initialize(&self, first: &Checkpoint) -> Result<()> {
+    /// Creates the meta file of a new cache: written and synced under the temporary name
+    /// `meta.tmp` (through `tmp`, already open, whose presence lock the caller holds
+    /// exclusively), then renamed into place and the directory synced, so that the meta file
+    /// appears whole or not at all. The presence lock moves with the file.
+    pub fn create(
+        storage: &dyn Storage,
+        dir: &Path,
+        tmp: Arc<dyn StorageFile>,
+        first: &Checkpoint,
+    ) -> Result<MetaFile> {
+        let tmp_path = dir.join("meta.tmp");
+        let path = dir.join("meta");
+        tmp.set_len(0)
+            .map_err(|e| io_err("truncating", &tmp_path, e))?;
+        // The live page is stored into through a mapping: no copy-on-write for this file.
+        tmp.prepare_mapped_writes()
+            .map_err(|e| io_err("preparing", &tmp_path, e))?;
         let mut buf = vec![0u8; META_FILE_LEN as usize];
         buf[..META_HEADER_LEN].copy_from_slice(&encode_header());
-        let slot = first.encode();
         let at = SLOT_OFFSETS[(first.seq % 2) as usize] as usize;
-        buf[at..at + SLOT_LEN].copy_from_slice(&slot);
-        self.file
-            .write_at(0, &buf)
-            .map_err(|e| io_err("writing", &self.path, e))
+        buf[at..at + SLOT_LEN].copy_from_slice(&first.encode());
+        tmp.write_at(0, &buf)
+            .map_err(|e| io_err("writing", &tmp_path, e))?;
+        tmp.sync().map_err(|e| io_err("syncing", &tmp_path, e))?;
+        storage
+            .rename(&tmp_path, &path)
+            .map_err(|e| io_err("renaming into place", &path, e))?;
+        storage
+            .sync_dir(dir)
+            .map_err(|e| io_err("syncing directory", dir, e))?;
+        Self::with_file(path, tmp)
     }
 
     /// Checks the header (magic and version).
@@ -128,31 +155,12 @@ impl MetaFile {
         }
     }
 
-    /// The newest valid checkpoint, for a writer or a recovery to build on. If a
-    /// publication was left unfinished (`checkpoint_busy` set: its checkpointer was killed,
-    /// or failed to sync this file), the newest slot may never have been synced; unless
-    /// `sync` is Off, it is made durable first, so that no commit builds on (and no file of
-    /// the older checkpoint is removed for) a checkpoint that a power loss could take back.
-    /// After a power loss the flag may be gone, but then the surviving slot is on disk.
-    pub fn durable_checkpoint(&self, sync: SyncLevel) -> Result<Checkpoint> {
-        if sync != SyncLevel::Off && self.load(LIVE_CHECKPOINT_BUSY) != 0 {
-            self.sync()?;
-        }
-        self.best_checkpoint(None)
-    }
-
     /// Writes a checkpoint into its slot (`seq % 2`, never the current one's).
     pub fn write_slot(&self, c: &Checkpoint) -> Result<()> {
         let off = SLOT_OFFSETS[(c.seq % 2) as usize];
         self.file
             .write_at(off, &c.encode())
             .map_err(|e| io_err("writing a checkpoint to", &self.path, e))
-    }
-
-    pub fn sync(&self) -> Result<()> {
-        self.file
-            .sync()
-            .map_err(|e| io_err("syncing", &self.path, e))
     }
 
     fn word(&self, w: usize) -> Option<&AtomicU64> {
@@ -185,19 +193,5 @@ impl MetaFile {
         if let Some(a) = self.word(w) {
             a.fetch_add(v, Ordering::Relaxed);
         }
-    }
-
-    /// Takes the presence lock: shared for a handle among others, exclusive for the one that
-    /// runs recovery (only when no other handle has the cache open).
-    pub fn try_presence(&self, kind: LockKind) -> Result<bool> {
-        self.file
-            .try_lock(kind)
-            .map_err(|e| io_err("locking", &self.path, e))
-    }
-
-    pub fn release_presence(&self) -> Result<()> {
-        self.file
-            .unlock()
-            .map_err(|e| io_err("unlocking", &self.path, e))
     }
 }

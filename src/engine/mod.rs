@@ -24,15 +24,18 @@ pub(crate) mod values;
 mod view;
 
 pub(crate) use delta::{Delta, NewFile};
+pub use recovery::Repaired;
 pub(crate) use view::View;
 
 use crate::error::{Error, Result};
-use crate::format::frame::{self, encode_frame, FrameEnd, FLAG_FINAL, NUM_REGISTERS};
+use crate::format::frame::{
+    self, encode_frame, FrameEnd, FLAG_FILES_SYNCED, FLAG_FINAL, NUM_REGISTERS,
+};
 use crate::format::meta::LIVE_WRITER;
 use crate::format::meta::{
     Checkpoint, LIVE_CHECKPOINT_BUSY, LIVE_CHECKPOINT_SEQ, LIVE_PUBLISHED_LSN,
 };
-use crate::storage::{LockKind, Storage};
+use crate::storage::{FsKind, LockKind, Storage, StorageFile};
 use btree::IndexFile;
 use lock::WriterLock;
 use log::{LogCursor, Segment};
@@ -74,30 +77,89 @@ pub(crate) mod reg {
     pub const EXPIRING: usize = 4;
     /// Estimated bytes of entries in the trees (see `cache::entries::entry_bytes`).
     pub const DATA: usize = 5;
+    /// The cache's sync level (`SyncLevel::code`; 0: never set, `Normal`).
+    pub const SYNC: usize = 6;
 }
 
-/// How hard the engine works to make commits durable, as SQLite's `synchronous`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+/// How hard the engine works to make commits durable, as SQLite's `synchronous`. It is a
+/// setting of the cache, shared by every handle (stored like the other settings): a commit
+/// acknowledged at `Full` survives power loss whatever other handles do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum SyncLevel {
-    /// Never fsync. A process crash loses nothing; an operating-system crash or power loss
-    /// may lose or damage recent data.
+    /// Commits and value files are never synced; only checkpoints are (a few syncs per 4 MiB
+    /// of log). A process crash loses nothing; a power loss may lose the transactions since
+    /// the last checkpoint, and the value files of earlier ones (those entries then read as
+    /// misses), but the cache always reopens, with everything a stricter level made durable
+    /// before.
     Off,
-    /// Fsync at checkpoints (default). Power loss may lose the transactions since the last
-    /// checkpoint, but the cache always reopens at a transaction boundary.
+    /// Fsync at checkpoints (default), value files included. Power loss may lose the
+    /// transactions since the last checkpoint, but the cache always reopens at a transaction
+    /// boundary.
     #[default]
     Normal,
-    /// Fsync every commit: a commit that has returned survives power loss.
+    /// Fsync every commit, and each value file before the commit that refers to it: a
+    /// commit that has returned survives power loss.
     Full,
+}
+
+impl SyncLevel {
+    /// The level's register value.
+    pub(crate) fn code(self) -> u64 {
+        match self {
+            SyncLevel::Off => 1,
+            SyncLevel::Normal => 2,
+            SyncLevel::Full => 3,
+        }
+    }
+
+    /// The level a register holds (0, never set, and unknown values are `Normal`).
+    pub(crate) fn from_code(code: u64) -> SyncLevel {
+        match code {
+            1 => SyncLevel::Off,
+            3 => SyncLevel::Full,
+            _ => SyncLevel::Normal,
+        }
+    }
+
+    /// The level's name, as settings store it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncLevel::Off => "off",
+            SyncLevel::Normal => "normal",
+            SyncLevel::Full => "full",
+        }
+    }
+}
+
+impl std::str::FromStr for SyncLevel {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "off" => Ok(SyncLevel::Off),
+            "normal" => Ok(SyncLevel::Normal),
+            "full" => Ok(SyncLevel::Full),
+            other => Err(Error::InvalidArgument(format!(
+                "unknown sync level {other:?} (expected off, normal or full)"
+            ))),
+        }
+    }
+}
+
+/// The sync level in effect with these registers.
+fn level_of(registers: &[u64; NUM_REGISTERS]) -> SyncLevel {
+    SyncLevel::from_code(registers[reg::SYNC])
 }
 
 /// Log bytes since the checkpoint above which the last handle to close checkpoints (below
 /// it, replaying the log at the next open takes about a millisecond).
 const CLOSE_CHECKPOINT_BYTES: u64 = 128 << 10;
 
-/// Engine settings.
+/// Engine settings (of this handle; the sync level is the cache's, see [`SyncLevel`]).
 #[derive(Clone, Debug)]
 pub(crate) struct EngineOptions {
-    pub sync: SyncLevel,
+    /// On a network file system, open anyway, for this handle alone: it keeps the presence
+    /// lock exclusive, so no other handle, in any process, can open the cache meanwhile.
+    pub single_process: bool,
     /// Checkpoint when the log since the last checkpoint passes this many bytes.
     pub checkpoint_bytes: u64,
     /// Checkpoint when value files written since the last checkpoint pass half the bytes of
@@ -111,7 +173,7 @@ pub(crate) struct EngineOptions {
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
-            sync: SyncLevel::Normal,
+            single_process: false,
             checkpoint_bytes: 4 << 20,
             checkpoint_file_bytes: 256 << 20,
             compact_ratio: 2,
@@ -133,6 +195,35 @@ pub(crate) fn deadline_after(timeout: Duration) -> Instant {
 
 pub(crate) fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::io(format!("{what} {}", path.display()), e)
+}
+
+/// Makes files and directory entries durable on behalf of one handle. A failed sync leaves
+/// durability unknown (the kernel may have dropped the data, and a later sync can succeed
+/// although it did), so it poisons the handle: it refuses every write until reopened.
+#[derive(Clone, Copy)]
+pub(crate) struct Syncs<'a> {
+    pub storage: &'a dyn Storage,
+    poisoned: &'a AtomicBool,
+}
+
+impl<'a> Syncs<'a> {
+    pub fn new(storage: &'a dyn Storage, poisoned: &'a AtomicBool) -> Syncs<'a> {
+        Syncs { storage, poisoned }
+    }
+
+    pub fn file(&self, f: &dyn StorageFile, path: &Path) -> Result<()> {
+        f.sync().map_err(|e| {
+            self.poisoned.store(true, Ordering::Release);
+            io_err("syncing", path, e)
+        })
+    }
+
+    pub fn dir(&self, path: &Path) -> Result<()> {
+        self.storage.sync_dir(path).map_err(|e| {
+            self.poisoned.store(true, Ordering::Release);
+            io_err("syncing directory", path, e)
+        })
+    }
 }
 
 /// What this handle knows: a checkpoint and the log applied on top of it.
@@ -388,6 +479,11 @@ pub(crate) struct Engine {
     gate: Gate,
     poisoned: AtomicBool,
     pub counters: Counters,
+    /// The storage's fork epoch when this handle was opened: when it differs, the handle
+    /// was inherited by a child process and must not touch the directory's shared state.
+    epoch: u64,
+    /// The machine's boot id (0: unknown), marked on every frame.
+    boot: u32,
 }
 
 /// Sleeps a little longer each time, for lock polling.
@@ -411,70 +507,99 @@ impl Backoff {
 }
 
 impl Engine {
-    /// Opens (creating if needed) the store in `dir`.
+    /// Opens (creating if needed) the store in `dir`, which must exist.
     pub fn open(
         dir: &Path,
         storage: Arc<dyn Storage>,
         opts: EngineOptions,
         timeout: Duration,
     ) -> Result<Arc<Engine>> {
+        let epoch = storage.fork_epoch();
+        let fs = storage
+            .fs_kind(dir)
+            .map_err(|e| io_err("inspecting the file system of", dir, e))?;
+        if let (FsKind::Network(name), false) = (fs, opts.single_process) {
+            return Err(Error::Unsupported(format!(
+                "{} is on a network file system ({name}): it gives processes neither a \
+                 coherent shared mapping nor reliable locks, so a cache there could be \
+                 corrupted by two processes at once. Use a local directory, or open the \
+                 cache for a single process (the builder's `single_process`), which then \
+                 keeps every other handle out",
+                dir.display()
+            )));
+        }
         for sub in ["log", "index", "values"] {
             let p = dir.join(sub);
             storage
                 .create_dir_all(&p)
                 .map_err(|e| io_err("creating directory", &p, e))?;
         }
-        let (meta, empty) = MetaFile::open(&*storage, dir)?;
         let deadline = deadline_after(timeout);
         let mut backoff = Backoff(0);
-        let cold = loop {
-            if meta.try_presence(LockKind::Exclusive)? {
-                break true;
+        let (meta, locks, cold) = loop {
+            if let Some(meta) = MetaFile::open(&*storage, dir)? {
+                let locks = storage
+                    .open_locks(&meta.path)
+                    .map_err(|e| io_err("opening the locks of", &meta.path, e))?;
+                let lock = |kind| {
+                    locks
+                        .try_presence(kind)
+                        .map_err(|e| io_err("locking", &meta.path, e))
+                };
+                let cold = loop {
+                    if lock(LockKind::Exclusive)? {
+                        break true;
+                    }
+                    if opts.single_process {
+                        return Err(Error::Unsupported(format!(
+                            "{} is open in another handle, and this one asked to be the \
+                             only one (single-process mode)",
+                            dir.display()
+                        )));
+                    }
+                    if lock(LockKind::Shared)? {
+                        break false;
+                    }
+                    // Another handle is recovering the cache.
+                    if !backoff.wait(deadline) {
+                        return Err(Error::Timeout { removed: 0 });
+                    }
+                };
+                break (meta, locks, cold);
             }
-            if meta.try_presence(LockKind::Shared)? {
-                break false;
+            if let Some((meta, locks)) = recovery::create(&*storage, dir)? {
+                break (meta, locks, true);
             }
-            // Another handle is recovering or creating the cache.
+            // Another handle is creating the cache.
             if !backoff.wait(deadline) {
                 return Err(Error::Timeout { removed: 0 });
             }
         };
+        meta.check_header()?;
+        let boot = storage.boot_id();
         let mut frames = 0;
         let state = if cold {
             // No other handle has the directory open: this one recovers it.
-            let (meta, empty) = if empty {
-                // Another opener may have created it between our open and our lock.
-                let len = meta
-                    .file
-                    .len()
-                    .map_err(|e| io_err("reading the length of", &meta.path, e))?;
-                (meta, len == 0)
-            } else {
-                (meta, false)
-            };
-            if empty {
-                recovery::initialize(&*storage, dir, &meta, opts.sync)?;
-            }
-            meta.check_header()?;
-            let (state, n) = recovery::recover(&*storage, dir, &meta, opts.sync)?;
+            let (state, n) = recovery::recover(&*storage, dir, &meta, boot)?;
             frames = n;
-            // Keep presence, but shared: others may join now.
-            meta.release_presence()?;
-            let mut backoff = Backoff(0);
-            while !meta.try_presence(LockKind::Shared)? {
-                if !backoff.wait(deadline) {
-                    return Err(Error::Timeout { removed: 0 });
+            if !opts.single_process {
+                // Keep presence, but shared: others may join now.
+                let mut backoff = Backoff(0);
+                while !locks
+                    .try_presence(LockKind::Shared)
+                    .map_err(|e| io_err("locking", &meta.path, e))?
+                {
+                    if !backoff.wait(deadline) {
+                        return Err(Error::Timeout { removed: 0 });
+                    }
                 }
             }
-            (meta, state)
+            state
         } else {
-            meta.check_header()?;
             let want = meta.load(LIVE_CHECKPOINT_SEQ);
-            let st = load_state(&*storage, dir, &meta, Some(want))?;
-            (meta, st)
+            load_state(&*storage, dir, &meta, Some(want))?
         };
-        let (meta, state) = state;
-        let wlock = WriterLock::create(&*storage, dir)?;
+        let wlock = WriterLock::new(locks).map_err(|e| io_err("locking", &meta.path, e))?;
         let eng = Arc::new(Engine {
             dir: dir.to_path_buf(),
             storage,
@@ -485,6 +610,8 @@ impl Engine {
             gate: Gate::default(),
             poisoned: AtomicBool::new(false),
             counters: Counters::default(),
+            epoch,
+            boot,
         });
         if !cold {
             let mut st = eng.state.write();
@@ -494,6 +621,53 @@ impl Engine {
             .frames_at_open
             .store(frames as u64, Ordering::Relaxed);
         Ok(eng)
+    }
+
+    /// Rebuilds `dir`'s meta file if it is missing or damaged (see [`recovery::repair`]).
+    pub fn repair(dir: &Path, storage: &dyn Storage) -> Result<Repaired> {
+        recovery::repair(storage, dir)
+    }
+
+    /// Whether this handle was inherited by a child process across `fork()`: it then
+    /// belongs to the parent, and must neither write nor release anything (the caller opens
+    /// a new handle in the child instead).
+    pub fn foreign(&self) -> bool {
+        self.storage.fork_epoch() != self.epoch
+    }
+
+    /// Syncs on behalf of this handle (a failure poisons it).
+    pub(crate) fn syncs(&self) -> Syncs<'_> {
+        Syncs::new(&*self.storage, &self.poisoned)
+    }
+
+    /// The cache's sync level, as this handle last saw it.
+    pub fn sync_level(&self) -> SyncLevel {
+        level_of(&self.state.read().registers)
+    }
+
+    /// Writes a new value file holding `data` (made durable first if the cache's sync level
+    /// is Full), for a transaction to refer to.
+    pub fn write_value(&self, data: &mut dyn std::io::Read) -> Result<NewFile> {
+        self.check_writable()?;
+        let full = self.sync_level() == SyncLevel::Full;
+        values::write(&*self.storage, &self.dir, full.then(|| self.syncs()), data)
+    }
+
+    /// As [`Engine::write_value`], from bytes in memory.
+    pub fn write_value_bytes(&self, data: &[u8]) -> Result<NewFile> {
+        self.check_writable()?;
+        let full = self.sync_level() == SyncLevel::Full;
+        values::write_bytes(&*self.storage, &self.dir, full.then(|| self.syncs()), data)
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.foreign() {
+            return Err(Error::Forked);
+        }
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::PreviousIo);
+        }
+        Ok(())
     }
 
     /// The meta file (live-page counters such as statistics).
@@ -642,9 +816,7 @@ impl Engine {
     /// Begins a write transaction: takes the writer locks (waiting at most `timeout`) and
     /// catches up with the log.
     pub fn begin(self: &Arc<Self>, timeout: Duration) -> Result<WriteTxn> {
-        if self.poisoned.load(Ordering::Acquire) {
-            return Err(Error::PreviousIo);
-        }
+        self.check_writable()?;
         let deadline = deadline_after(timeout);
         if !self.gate.acquire(deadline) {
             return Err(Error::Timeout { removed: 0 });
@@ -666,13 +838,13 @@ impl Engine {
             if now >= next_probe {
                 // Waited a while: is the holder alive?
                 next_probe = now + Duration::from_millis(10);
-                match self.wlock.take_from_dead(word, &*self.storage, &self.dir) {
+                match self.wlock.take_from_dead(word) {
                     Ok(true) => break,
                     Ok(false) => {}
                     Err(e) => {
                         self.gate.release();
                         txn.held = false;
-                        return Err(e);
+                        return Err(io_err("probing the writer's lock in", &self.meta.path, e));
                     }
                 }
             }
@@ -684,11 +856,7 @@ impl Engine {
         }
         // From here on, dropping `txn` releases both locks.
         if self.meta.load(LIVE_CHECKPOINT_BUSY) != 0 {
-            // The last checkpointer died while publishing, or failed to sync the meta file:
-            // trust the slots (made durable), not the page.
-            let c = self.meta.durable_checkpoint(self.opts.sync)?;
-            self.meta.store(LIVE_CHECKPOINT_SEQ, c.seq);
-            self.meta.store(LIVE_CHECKPOINT_BUSY, 0);
+            self.finish_abandoned_checkpoint()?;
         }
         {
             let st = self.state.read();
@@ -704,30 +872,55 @@ impl Engine {
         Ok(txn)
     }
 
+    /// Settles a checkpoint whose publication was left unfinished (its checkpointer died or
+    /// failed; the writer lock is held): the slots, made durable, say which checkpoint is
+    /// current, not the live page. If the unfinished one did not become current, the log
+    /// segment (and index file) it created are removed, durably, before anything is built
+    /// on the current checkpoint: recovery adopts a newer checkpoint copy found in a
+    /// segment header (a damaged or torn slot), so none may outlive its abandonment.
+    fn finish_abandoned_checkpoint(&self) -> Result<()> {
+        self.syncs().file(&*self.meta.file, &self.meta.path)?;
+        let c = self.meta.best_checkpoint(None)?;
+        if checkpoint::remove_newer(&self.storage, &self.dir, &c) {
+            self.syncs().dir(&self.dir.join("log"))?;
+        }
+        self.meta.store(LIVE_CHECKPOINT_SEQ, c.seq);
+        self.meta.store(LIVE_CHECKPOINT_BUSY, 0);
+        Ok(())
+    }
+
     /// For a handle that is closing: if no other handle has the cache open and the log since
     /// the checkpoint is long enough to slow the next open, checkpoints now (as SQLite
     /// checkpoints its write-ahead log when its last connection closes), so that the next
     /// open replays almost nothing. Best effort: does nothing if another handle is open or
     /// the writer lock stays busy.
     pub fn checkpoint_at_close(self: &Arc<Self>) -> Result<()> {
-        if self.state.read().log.bytes() < CLOSE_CHECKPOINT_BYTES {
+        if self.foreign() || self.state.read().log.bytes() < CLOSE_CHECKPOINT_BYTES {
             return Ok(());
         }
+        let lock = |kind| {
+            self.wlock
+                .try_presence(kind)
+                .map_err(|e| io_err("locking", &self.meta.path, e))
+        };
         // Exclusive presence: no other handle, in any process, has the cache open (and none
-        // can open it until this is done).
-        if !self.meta.try_presence(LockKind::Exclusive)? {
+        // can open it until this is done). A single-process handle holds it already.
+        if !self.opts.single_process && !lock(LockKind::Exclusive)? {
             // A refused conversion may have dropped the shared lock: take it back.
-            let _ = self.meta.try_presence(LockKind::Shared);
+            let _ = lock(LockKind::Shared);
             return Ok(());
         }
         let r = (|| {
             let txn = self.begin(Duration::from_millis(100))?;
-            let r = checkpoint::checkpoint(self);
+            let level = level_of(&txn.base_registers);
+            let r = checkpoint::checkpoint(self, level);
             txn.rollback();
             r
         })();
         // The handle is closing, but keep presence shared until it is gone.
-        let _ = self.meta.try_presence(LockKind::Shared);
+        if !self.opts.single_process {
+            let _ = lock(LockKind::Shared);
+        }
         r
     }
 
@@ -748,16 +941,6 @@ impl Engine {
             checkpoints: self.counters.checkpoints.load(Ordering::Relaxed),
             compactions: self.counters.compactions.load(Ordering::Relaxed),
         }
-    }
-
-    fn poison(&self) {
-        self.poisoned.store(true, Ordering::Release);
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        self.wlock.remove(&*self.storage);
     }
 }
 
@@ -881,6 +1064,10 @@ impl WriteTxn {
 
     fn discard(&mut self) {
         let pending = std::mem::take(&mut self.pending);
+        // In a forked child, the files (and the lock) are the parent's transaction's.
+        if self.eng.foreign() {
+            return;
+        }
         for f in pending.new_files {
             values::remove(&*self.eng.storage, &self.eng.dir, &f.name);
         }
@@ -889,6 +1076,11 @@ impl WriteTxn {
     fn release(&mut self) {
         if self.held {
             self.held = false;
+            if self.eng.foreign() {
+                // The writer lock is the parent's (the child inherited this transaction
+                // across fork()); so is the in-process gate's state.
+                return;
+            }
             if let Ok(word) = self.eng.meta.atomic(LIVE_WRITER) {
                 self.eng.wlock.release(word);
             }
@@ -896,14 +1088,36 @@ impl WriteTxn {
         }
     }
 
+    /// The sync level in effect for this transaction's commit: the stricter of the level
+    /// it began under and the one it sets (a commit that lowers it is still made durable as
+    /// the old level promised).
+    fn commit_level(&self) -> (SyncLevel, SyncLevel) {
+        let before = level_of(&self.base_registers);
+        let after = SyncLevel::from_code(self.register(reg::SYNC));
+        (before.max(after), after)
+    }
+
     fn commit_inner(&mut self) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
         let eng = Arc::clone(&self.eng);
-        if eng.poisoned.load(Ordering::Acquire) {
+        if let Err(e) = eng.check_writable() {
             self.discard();
-            return Err(Error::PreviousIo);
+            return Err(e);
+        }
+        let (level, new_level) = self.commit_level();
+        if level == SyncLevel::Full {
+            // Every value file of a Full commit is durable before the frame that names it
+            // (files written while the level was lower are synced now).
+            let syncs = eng.syncs();
+            for f in self.pending.new_files.iter_mut().filter(|f| !f.synced) {
+                if let Err(e) = values::sync_file(&syncs, &eng.dir, &f.name) {
+                    self.discard();
+                    return Err(e);
+                }
+                f.synced = true;
+            }
         }
         let cursor = eng.state.read().log.clone();
         let payloads = self.pending.encode_payloads(FRAME_SOFT_MAX);
@@ -912,8 +1126,14 @@ impl WriteTxn {
         let last = payloads.len().saturating_sub(1);
         for (i, p) in payloads.iter().enumerate() {
             lsn += 1;
-            let flags = if i == last { FLAG_FINAL } else { 0 };
-            crc = encode_frame(&mut bytes, crc, lsn, flags, p);
+            let mut flags = 0;
+            if i == last {
+                flags |= FLAG_FINAL;
+                if level == SyncLevel::Full {
+                    flags |= FLAG_FILES_SYNCED;
+                }
+            }
+            crc = encode_frame(&mut bytes, crc, lsn, flags, eng.boot, p);
         }
         let seg = Arc::clone(&cursor.segment);
         let end = cursor.offset + bytes.len() as u64;
@@ -932,13 +1152,12 @@ impl WriteTxn {
                 "log mapping too short",
             ));
         }
-        if eng.opts.sync == SyncLevel::Full {
-            if let Err(e) = seg.file.sync() {
-                // Durability is unknown: unpublish the frames and refuse further writes.
+        if level == SyncLevel::Full {
+            if let Err(e) = eng.syncs().file(&*seg.file, &seg.path) {
+                // Durability is unknown (the handle is poisoned): unpublish the frames.
                 map.write(cursor.offset as usize, &[0u8; 8]);
-                eng.poison();
                 self.discard();
-                return Err(io_err("syncing", &seg.path, e));
+                return Err(e);
             }
         }
         let pending = std::mem::take(&mut self.pending);
@@ -956,12 +1175,15 @@ impl WriteTxn {
             // ones replaced since are removed only by the next checkpoint: bound both.
             let file_limit =
                 (st.registers[reg::SIZE] / 2).clamp(8 << 20, eng.opts.checkpoint_file_bytes);
-            st.log.bytes() >= eng.opts.checkpoint_bytes || st.file_bytes >= file_limit
+            st.log.bytes() >= eng.opts.checkpoint_bytes
+                || st.file_bytes >= file_limit
+                // Lowering the level: what the old one promised is made durable now.
+                || new_level < level
         };
         if need_checkpoint {
             // The commit has succeeded; a failed checkpoint leaves the last one in force and
             // is retried by the next commit.
-            let _ = checkpoint::checkpoint(&eng);
+            let _ = checkpoint::checkpoint(&eng, level);
         }
         Ok(())
     }
@@ -974,7 +1196,7 @@ impl WriteTxn {
                 "checkpoint inside a transaction with changes".into(),
             ));
         }
-        checkpoint::checkpoint(&self.eng)
+        checkpoint::checkpoint(&self.eng, level_of(&self.base_registers))
     }
 
     /// Checkpoints, then rewrites the index file with only live data.
@@ -984,8 +1206,9 @@ impl WriteTxn {
                 "compaction inside a transaction with changes".into(),
             ));
         }
-        checkpoint::checkpoint(&self.eng)?;
-        checkpoint::compact(&self.eng)
+        let level = level_of(&self.base_registers);
+        checkpoint::checkpoint(&self.eng, level)?;
+        checkpoint::compact(&self.eng, level)
     }
 }
 

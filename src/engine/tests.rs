@@ -10,7 +10,13 @@ const T: u8 = 0;
 const LONG: Duration = Duration::from_secs(10);
 
 fn open_os(dir: &Path) -> Arc<Engine> {
-    Engine::open(dir, Arc::new(OsStorage), EngineOptions::default(), LONG).expect("open")
+    Engine::open(
+        dir,
+        Arc::new(OsStorage::default()),
+        EngineOptions::default(),
+        LONG,
+    )
+    .expect("open")
 }
 
 fn put(e: &Arc<Engine>, k: &[u8], v: &[u8]) {
@@ -110,7 +116,13 @@ fn many_entries_checkpoint_and_compact_into_a_sorted_tree() {
         checkpoint_bytes: 64 << 10,
         ..EngineOptions::default()
     };
-    let e = Engine::open(dir.path(), Arc::new(OsStorage), opts.clone(), LONG).expect("open");
+    let e = Engine::open(
+        dir.path(),
+        Arc::new(OsStorage::default()),
+        opts.clone(),
+        LONG,
+    )
+    .expect("open");
     let mut model = BTreeMap::new();
     for round in 0..6u32 {
         let mut t = e.begin(LONG).expect("begin");
@@ -151,7 +163,7 @@ fn many_entries_checkpoint_and_compact_into_a_sorted_tree() {
         "a fresh compaction holds only live data: {info:?}"
     );
     drop(e);
-    let e = Engine::open(dir.path(), Arc::new(OsStorage), opts, LONG).expect("reopen");
+    let e = Engine::open(dir.path(), Arc::new(OsStorage::default()), opts, LONG).expect("reopen");
     let got: Vec<_> = all(&e, T, true);
     let want: Vec<_> = model.into_iter().rev().collect();
     assert_eq!(got, want);

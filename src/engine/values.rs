@@ -8,7 +8,7 @@
 //! never overwritten.
 
 use super::delta::NewFile;
-use super::{io_err, SyncLevel};
+use super::{io_err, Syncs};
 use crate::error::{Error, Result};
 use crate::storage::{OpenMode, Storage, StorageFile};
 use std::io::Read;
@@ -30,14 +30,15 @@ fn random_name() -> String {
     format!("{}/{}/{}.val", &hex[0..2], &hex[2..4], &hex[4..])
 }
 
-/// Writes a new value file holding `data`; returns its name, size and CRC.
+/// Writes a new value file holding `data`; returns its name, size and CRC. With `syncs`,
+/// the file and its directory entries are made durable too.
 pub(crate) fn write_bytes(
     storage: &dyn Storage,
     dir: &Path,
-    sync: SyncLevel,
+    syncs: Option<Syncs<'_>>,
     data: &[u8],
 ) -> Result<NewFile> {
-    write_with(storage, dir, sync, |file, p| {
+    write_with(storage, dir, syncs, |file, p| {
         file.write_at(0, data)
             .map_err(|e| io_err("writing", p, e))?;
         Ok((data.len() as u64, crc32fast::hash(data)))
@@ -45,13 +46,14 @@ pub(crate) fn write_bytes(
 }
 
 /// Writes a new value file from `data`, read to its end; returns its name, size and CRC.
+/// With `syncs`, the file and its directory entries are made durable too.
 pub(crate) fn write(
     storage: &dyn Storage,
     dir: &Path,
-    sync: SyncLevel,
+    syncs: Option<Syncs<'_>>,
     data: &mut dyn Read,
 ) -> Result<NewFile> {
-    write_with(storage, dir, sync, |file, p| {
+    write_with(storage, dir, syncs, |file, p| {
         // The buffer grows (to CHUNK) only while reads fill it: a small stream costs a small
         // buffer.
         let mut buf = vec![0u8; FIRST_CHUNK];
@@ -78,12 +80,12 @@ pub(crate) fn write(
 }
 
 /// Creates a new value file under a fresh random name, fills it with `fill` (which returns
-/// the size and CRC it wrote), and with sync `Full` makes it and its directory entries
-/// durable. On any error the file is removed.
+/// the size and CRC it wrote), and with `syncs` makes it and its directory entries durable.
+/// On any error the file is removed.
 fn write_with(
     storage: &dyn Storage,
     dir: &Path,
-    sync: SyncLevel,
+    syncs: Option<Syncs<'_>>,
     fill: impl FnOnce(&dyn StorageFile, &Path) -> Result<(u64, u32)>,
 ) -> Result<NewFile> {
     let (name, file, p) = loop {
@@ -103,14 +105,15 @@ fn write_with(
     };
     let result = (|| -> Result<NewFile> {
         let (size, crc) = fill(&*file, &p)?;
-        if sync == SyncLevel::Full {
-            file.sync().map_err(|e| io_err("syncing", &p, e))?;
-            sync_dirs(storage, dir, &name)?;
+        if let Some(syncs) = &syncs {
+            syncs.file(&*file, &p)?;
+            sync_dirs(syncs, dir, &name)?;
         }
         Ok(NewFile {
             name: name.clone(),
             size,
             crc,
+            synced: syncs.is_some(),
         })
     })();
     if result.is_err() {
@@ -120,55 +123,66 @@ fn write_with(
 }
 
 /// Makes a value file's directory entries durable (its two directories and `values/`).
-fn sync_dirs(storage: &dyn Storage, dir: &Path, name: &str) -> Result<()> {
+fn sync_dirs(syncs: &Syncs<'_>, dir: &Path, name: &str) -> Result<()> {
     let p = path(dir, name);
     let mut d = p.parent();
     for _ in 0..3 {
         let Some(x) = d else { break };
-        storage
-            .sync_dir(x)
-            .map_err(|e| io_err("syncing directory", x, e))?;
+        syncs.dir(x)?;
         d = x.parent();
     }
     Ok(())
 }
 
-/// Makes value files (and their directory entries) durable; files already gone are skipped.
-pub(crate) fn sync_all<'a>(
-    storage: &dyn Storage,
-    dir: &Path,
-    names: impl Iterator<Item = &'a str>,
-) -> Result<()> {
-    for name in names {
-        let p = path(dir, name);
-        match storage.open(&p, OpenMode::Existing) {
-            Ok(f) => f.sync().map_err(|e| io_err("syncing", &p, e))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io_err("opening", &p, e)),
-        }
-        match sync_dirs(storage, dir, name) {
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
-            other => other?,
-        }
+/// Makes a value file (and its directory entries) durable; a file already gone is skipped
+/// (a newer commit replaced it).
+pub(crate) fn sync_file(syncs: &Syncs<'_>, dir: &Path, name: &str) -> Result<()> {
+    let p = path(dir, name);
+    match syncs.storage.open(&p, OpenMode::ReadOnly) {
+        Ok(f) => syncs.file(&*f, &p)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err("opening", &p, e)),
     }
-    Ok(())
+    sync_dirs(syncs, dir, name)
 }
 
-/// Opens a value file; `None` if it is gone (removed after a newer commit).
+/// Opens a value file for reading: read-only, refusing a symbolic link in its place, and
+/// checked against the length its record gives. `None` if it is gone (removed after a
+/// newer commit, or by someone else) or its length is wrong (damaged): either way its
+/// value cannot be read, and the entry reads as a miss.
 pub(crate) fn open(
     storage: &dyn Storage,
     dir: &Path,
     name: &str,
+    size: u64,
 ) -> Result<Option<Arc<dyn StorageFile>>> {
     let p = path(dir, name);
-    match storage.open(&p, OpenMode::Existing) {
-        Ok(f) => Ok(Some(f)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+    let f = match storage.open(&p, OpenMode::ReadOnly) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        // A symbolic link planted in its place (O_NOFOLLOW) is damage, not a value.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(None),
+        Err(e) => return Err(io_err("opening", &p, e)),
+    };
+    let len = f
+        .len()
+        .map_err(|e| io_err("reading the length of", &p, e))?;
+    Ok((len == size).then_some(f))
+}
+
+/// Whether a value file exists (under its name, not as a symbolic link).
+pub(crate) fn exists(storage: &dyn Storage, dir: &Path, name: &str) -> Result<bool> {
+    let p = path(dir, name);
+    match storage.open(&p, OpenMode::ReadOnly) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Ok(false),
         Err(e) => Err(io_err("opening", &p, e)),
     }
 }
 
-/// Reads a whole value file, checking its size and CRC; `None` if it is gone.
+/// Reads a whole value file, checking its size and CRC; `None` if it is gone or damaged
+/// (see [`open`]; a wrong CRC is damage too).
 pub(crate) fn read(
     storage: &dyn Storage,
     dir: &Path,
@@ -176,29 +190,20 @@ pub(crate) fn read(
     size: u64,
     crc: u32,
 ) -> Result<Option<Vec<u8>>> {
-    let Some(f) = open(storage, dir, name)? else {
+    let Some(f) = open(storage, dir, name, size)? else {
         return Ok(None);
     };
     let p = path(dir, name);
-    let len = f
-        .len()
-        .map_err(|e| io_err("reading the length of", &p, e))?;
-    if len != size {
-        return Err(Error::corrupted(
-            &p,
-            len,
-            format!("value file holds {len} bytes, expected {size}"),
-        ));
-    }
     let n =
         usize::try_from(size).map_err(|_| Error::corrupted(&p, 0, "value too large for memory"))?;
     let mut buf = vec![0u8; n];
-    f.read_exact_at(0, &mut buf)
-        .map_err(|e| io_err("reading", &p, e))?;
-    if crc32fast::hash(&buf) != crc {
-        return Err(Error::corrupted(&p, 0, "value file checksum mismatch"));
+    match f.read_exact_at(0, &mut buf) {
+        Ok(()) => {}
+        // Shorter than it was a moment ago: it changed under us.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(io_err("reading", &p, e)),
     }
-    Ok(Some(buf))
+    Ok((crc32fast::hash(&buf) == crc).then_some(buf))
 }
 
 /// Whether a value file exists with the recorded size and CRC (any error reading it counts
@@ -211,16 +216,10 @@ pub(crate) fn verify(storage: &dyn Storage, dir: &Path, f: &NewFile) -> bool {
 /// shorter or longer, or holds other bytes; `Err` if it cannot be read (an I/O error, too
 /// many open files), when the answer is unknown.
 pub(crate) fn check_file(storage: &dyn Storage, dir: &Path, f: &NewFile) -> Result<bool> {
-    let Some(file) = open(storage, dir, &f.name)? else {
+    let Some(file) = open(storage, dir, &f.name, f.size)? else {
         return Ok(false);
     };
     let p = path(dir, &f.name);
-    let len = file
-        .len()
-        .map_err(|e| io_err("reading the length of", &p, e))?;
-    if len != f.size {
-        return Ok(false);
-    }
     let mut crc = crc32fast::Hasher::new();
     let mut buf = vec![0u8; CHUNK.min(f.size as usize).max(1)];
     let mut off = 0u64;

@@ -5,15 +5,23 @@
 //! pass as valid frames: the chain breaks at the first frame that was not written after its
 //! predecessor. See `format-spec/README.md`, "Log segments".
 
+use super::meta::{Checkpoint, SLOT_LEN};
 use super::{crc32, put_lp_bytes, put_varint, DecodeError, Reader, FORMAT_VERSION};
 
 pub const SEGMENT_MAGIC: [u8; 8] = *b"DCRS-LOG";
-pub const SEGMENT_HEADER_LEN: usize = 64;
+/// The fixed part of a segment header.
+const SEGMENT_FIXED_LEN: usize = 64;
+/// The header: the fixed part, then the checkpoint the segment continues from.
+pub const SEGMENT_HEADER_LEN: usize = SEGMENT_FIXED_LEN + SLOT_LEN;
 pub const FRAME_HEADER_LEN: usize = 24;
 /// The largest payload a frame may carry.
 pub const MAX_FRAME_PAYLOAD: usize = 64 << 20;
 /// Set on the last frame of a transaction: the transaction commits with it.
 pub const FLAG_FINAL: u32 = 1;
+/// Set on the last frame of a transaction whose new value files were made durable before
+/// the transaction was written (sync level Full): recovery need not check them.
+pub const FLAG_FILES_SYNCED: u32 = 2;
+const KNOWN_FLAGS: u32 = FLAG_FINAL | FLAG_FILES_SYNCED;
 
 /// Number of trees the engine keeps (ids `0..NUM_TREES`).
 pub const NUM_TREES: usize = 8;
@@ -31,7 +39,8 @@ pub struct SegmentHeader {
 }
 
 impl SegmentHeader {
-    pub fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
+    /// The header of a segment that continues from checkpoint `from`.
+    pub fn encode(&self, from: &Checkpoint) -> [u8; SEGMENT_HEADER_LEN] {
         let mut b = [0u8; SEGMENT_HEADER_LEN];
         b[0..8].copy_from_slice(&SEGMENT_MAGIC);
         b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -40,11 +49,19 @@ impl SegmentHeader {
         b[32..40].copy_from_slice(&self.salt.to_le_bytes());
         let crc = crc32(&[&b[0..60]]);
         b[60..64].copy_from_slice(&crc.to_le_bytes());
+        b[SEGMENT_FIXED_LEN..].copy_from_slice(&from.encode());
         b
     }
 
-    /// Decodes a header; returns it with its CRC, the seed of the frame chain. A newer
-    /// format version is reported as `Err(Ok(version))`.
+    /// The checkpoint a segment header says it continues from, if that part is intact and
+    /// agrees with the segment (it names this segment and its first LSN).
+    pub fn checkpoint(&self, b: &[u8]) -> Option<Checkpoint> {
+        let c = Checkpoint::decode(b.get(SEGMENT_FIXED_LEN..SEGMENT_HEADER_LEN)?).ok()?;
+        (c.log_segment == self.segment_id && c.log_start_lsn == self.start_lsn).then_some(c)
+    }
+
+    /// Decodes a header's fixed part; returns it with its CRC, the seed of the frame chain.
+    /// Another format version is reported as `Err(Ok(version))`.
     pub fn decode(b: &[u8]) -> Result<(SegmentHeader, u32), Result<u32, DecodeError>> {
         let mut r = Reader::new(b);
         let magic = r.array::<8>().map_err(Err)?;
@@ -66,7 +83,7 @@ impl SegmentHeader {
                 "segment header checksum mismatch",
             )));
         }
-        if version > FORMAT_VERSION || version == 0 {
+        if version != FORMAT_VERSION {
             return Err(Ok(version));
         }
         Ok((
@@ -90,14 +107,22 @@ pub fn frame_len(payload_len: usize) -> usize {
     align8(FRAME_HEADER_LEN + payload_len)
 }
 
-/// Appends a frame; returns its CRC (the next frame's chain seed).
-pub fn encode_frame(out: &mut Vec<u8>, prev_crc: u32, lsn: u64, flags: u32, payload: &[u8]) -> u32 {
+/// Appends a frame written during boot `boot` (see [`Frame::boot`]); returns its CRC (the
+/// next frame's chain seed).
+pub fn encode_frame(
+    out: &mut Vec<u8>,
+    prev_crc: u32,
+    lsn: u64,
+    flags: u32,
+    boot: u32,
+    payload: &[u8],
+) -> u32 {
     let start = out.len();
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&lsn.to_le_bytes());
     out.extend_from_slice(&flags.to_le_bytes());
-    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&boot.to_le_bytes());
     out.extend_from_slice(payload);
     let crc = crc32(&[
         &prev_crc.to_le_bytes(),
@@ -114,6 +139,9 @@ pub fn encode_frame(out: &mut Vec<u8>, prev_crc: u32, lsn: u64, flags: u32, payl
 pub struct Frame<'a> {
     pub lsn: u64,
     pub flags: u32,
+    /// The boot of the machine it was written in (0: unknown): a transaction written in
+    /// the current boot lost nothing unsynced to a power failure.
+    pub boot: u32,
     pub payload: &'a [u8],
     pub crc: u32,
     /// Bytes the frame occupies, padding included.
@@ -137,7 +165,7 @@ pub fn decode_frame(buf: &[u8], prev_crc: u32, lsn: u64) -> Result<Frame<'_>, Fr
     let crc = r.u32().map_err(|_| FrameEnd::Short)?;
     let frame_lsn = r.u64().map_err(|_| FrameEnd::Short)?;
     let flags = r.u32().map_err(|_| FrameEnd::Short)?;
-    let _reserved = r.u32().map_err(|_| FrameEnd::Short)?;
+    let boot = r.u32().map_err(|_| FrameEnd::Short)?;
     if len > MAX_FRAME_PAYLOAD {
         return Err(FrameEnd::Invalid(format!(
             "frame length {len} exceeds the maximum"
@@ -148,7 +176,7 @@ pub fn decode_frame(buf: &[u8], prev_crc: u32, lsn: u64) -> Result<Frame<'_>, Fr
             "expected LSN {lsn}, found {frame_lsn}"
         )));
     }
-    if flags & !FLAG_FINAL != 0 {
+    if flags & !KNOWN_FLAGS != 0 {
         return Err(FrameEnd::Invalid(format!("unknown frame flags {flags:#x}")));
     }
     let payload = r.bytes(len).map_err(|_| FrameEnd::Short)?;
@@ -160,6 +188,7 @@ pub fn decode_frame(buf: &[u8], prev_crc: u32, lsn: u64) -> Result<Frame<'_>, Fr
     Ok(Frame {
         lsn,
         flags,
+        boot,
         payload,
         crc,
         len: frame_len(len),
@@ -327,6 +356,19 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn checkpoint(segment: u64, start_lsn: u64) -> Checkpoint {
+        Checkpoint {
+            seq: 5,
+            index_file: 2,
+            index_len: 64,
+            index_live: 0,
+            log_segment: segment,
+            log_start_lsn: start_lsn,
+            registers: [0; NUM_REGISTERS],
+            roots: [None; NUM_TREES],
+        }
+    }
+
     #[test]
     fn segment_header_round_trips_and_rejects_damage() {
         let h = SegmentHeader {
@@ -334,40 +376,73 @@ mod tests {
             start_lsn: 99,
             salt: 0xdead_beef,
         };
-        let mut b = h.encode();
+        let mut b = h.encode(&checkpoint(3, 99));
         let (back, crc) = SegmentHeader::decode(&b).expect("valid");
         assert_eq!(back, h);
         assert_eq!(crc, u32::from_le_bytes([b[60], b[61], b[62], b[63]]));
+        assert_eq!(h.checkpoint(&b), Some(checkpoint(3, 99)));
+        b[SEGMENT_FIXED_LEN + 20] ^= 1;
+        assert_eq!(
+            h.checkpoint(&b),
+            None,
+            "a damaged embedded checkpoint is ignored"
+        );
         b[20] ^= 1;
         assert!(matches!(SegmentHeader::decode(&b), Err(Err(_))));
     }
 
     #[test]
-    fn newer_segment_versions_are_reported() {
+    fn an_embedded_checkpoint_for_another_segment_is_ignored() {
+        let h = SegmentHeader {
+            segment_id: 4,
+            start_lsn: 10,
+            salt: 1,
+        };
+        assert_eq!(h.checkpoint(&h.encode(&checkpoint(3, 10))), None);
+        assert_eq!(h.checkpoint(&h.encode(&checkpoint(4, 11))), None);
+    }
+
+    #[test]
+    fn other_segment_versions_are_reported() {
         let mut b = SegmentHeader {
             segment_id: 1,
             start_lsn: 1,
             salt: 0,
         }
-        .encode();
+        .encode(&checkpoint(1, 1));
         b[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
         let crc = crc32(&[&b[0..60]]);
         b[60..64].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(SegmentHeader::decode(&b), Err(Ok(FORMAT_VERSION + 1)));
+        b[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let crc = crc32(&[&b[0..60]]);
+        b[60..64].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            SegmentHeader::decode(&b),
+            Err(Ok(1)),
+            "format 1 is not read"
+        );
     }
 
     #[test]
     fn frames_chain_and_round_trip() {
         let mut log = Vec::new();
-        let c1 = encode_frame(&mut log, 7, 1, 0, b"first");
+        let c1 = encode_frame(&mut log, 7, 1, 0, 9, b"first");
         let l1 = log.len();
-        let c2 = encode_frame(&mut log, c1, 2, FLAG_FINAL, b"second!");
+        let c2 = encode_frame(
+            &mut log,
+            c1,
+            2,
+            FLAG_FINAL | FLAG_FILES_SYNCED,
+            9,
+            b"second!",
+        );
         let f1 = decode_frame(&log, 7, 1).expect("frame 1");
         assert_eq!((f1.payload, f1.crc, f1.len), (&b"first"[..], c1, l1));
         let f2 = decode_frame(&log[l1..], c1, 2).expect("frame 2");
         assert_eq!(
-            (f2.payload, f2.flags, f2.crc),
-            (&b"second!"[..], FLAG_FINAL, c2)
+            (f2.payload, f2.flags, f2.boot, f2.crc),
+            (&b"second!"[..], FLAG_FINAL | FLAG_FILES_SYNCED, 9, c2)
         );
         assert_eq!(log.len() % 8, 0);
         // Wrong chain seed, wrong LSN, or a flipped bit: not a frame.

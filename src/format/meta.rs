@@ -52,7 +52,7 @@ pub fn decode_header(b: &[u8]) -> Result<(), Result<u32, DecodeError>> {
     if crc32(&[body]) != Reader::at(b, 60).u32().map_err(Err)? {
         return Err(Err(DecodeError::new(60, "meta header checksum mismatch")));
     }
-    if version > FORMAT_VERSION || version == 0 {
+    if version != FORMAT_VERSION {
         return Err(Ok(version));
     }
     Ok(())
@@ -136,7 +136,7 @@ impl Checkpoint {
         let mut r = Reader::new(b);
         let seq = r.u64().map_err(Err)?;
         let version = r.u32().map_err(Err)?;
-        if version > FORMAT_VERSION || version == 0 {
+        if version != FORMAT_VERSION {
             return Err(Ok(version));
         }
         if seq == 0 {

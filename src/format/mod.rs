@@ -16,8 +16,10 @@ pub mod value;
 pub use key_de::{render as key_de_render, TopDe as KeyDeserializer};
 pub use key_ser::{encode as encode_key, encode_element, KeyError, RAW_KEY};
 
-/// The newest on-disk format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The on-disk format version this build writes and reads. Version 1 (before the
+/// checkpoint copy in segment headers, boot marks in frames and byte-range directory locks)
+/// is refused: its handles would not exclude this version's.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// A decoding failure: what was wrong and at which offset of the decoded buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -50,7 +50,7 @@ pub fn decode_index_header(b: &[u8]) -> Result<u64, Result<u32, DecodeError>> {
     if crc32(&[body]) != Reader::at(b, 60).u32().map_err(Err)? {
         return Err(Err(DecodeError::new(60, "index header checksum mismatch")));
     }
-    if version > FORMAT_VERSION || version == 0 {
+    if version != FORMAT_VERSION {
         return Err(Ok(version));
     }
     Ok(id)

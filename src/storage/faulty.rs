@@ -14,15 +14,18 @@
 //!
 //! Every handle opened before the crash is dead afterwards: each call on it fails, and its
 //! locks are gone. [`FaultyStorage::process`] gives handles of a separate simulated process,
-//! which [`FaultyStorage::kill`] kills alone. [`FaultyStorage::fail_after`] makes the n-th
+//! which [`FaultyStorage::kill`] kills alone, and [`FaultyStorage::fork_into`] moves a
+//! process's handles into a new child process, as `fork()` does to a handle the child
+//! inherits: files opened before stay the parent's (the parent keeps its locks until it is
+//! killed), and directory locks opened before are closed in the child. [`FaultyStorage::fail_after`] makes the n-th
 //! counted operation (open for creation, write, set_len, sync, remove, sync_dir) and every one
 //! after it fail with an I/O error, and [`FaultyStorage::set_space_limit`] makes writes that
 //! would grow the total file size past a limit fail with `StorageFull`.
 
-use super::{DirEntry, LockKind, OpenMode, Storage, StorageFile};
+use super::{DirEntry, DirLocks, FsKind, LockKind, OpenMode, Storage, StorageFile};
 use crate::sys::Region;
 use parking_lot::Mutex;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,7 +64,9 @@ impl Default for FaultConfig {
 #[derive(Clone, Debug)]
 pub struct FaultyStorage {
     shared: Arc<Shared>,
-    pid: u64,
+    /// The simulated process this view's handles belong to (shared by its clones, so that
+    /// [`FaultyStorage::fork_into`] moves all of them).
+    pid: Arc<AtomicU64>,
 }
 
 #[derive(Debug)]
@@ -85,6 +90,11 @@ struct State {
     renames: Vec<(PathBuf, PathBuf)>,
     next_inode: u64,
     faults: u64,
+    /// Power losses so far (the simulated machine's boot number).
+    boots: u32,
+    fs_kind: FsKind,
+    /// Syncs of files whose path ends with this fail.
+    failing_syncs: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -104,16 +114,31 @@ struct Inode {
 struct InodeMeta {
     len: u64,
     durable: Vec<u8>,
-    exclusive: Option<u64>,
-    shared: HashSet<u64>,
+    /// Directory locks on this file: presence by holder, and writer ids by holder. A holder
+    /// is `pid << 40 | handle`, so that killing a process frees its locks.
+    presence: HashMap<u64, LockKind>,
+    ids: HashMap<u64, u64>,
 }
 
 #[derive(Debug)]
 struct SimFile {
     inode: Arc<Inode>,
     shared: Arc<Shared>,
-    handle: u64,
+    path: PathBuf,
     pid: u64,
+    generation: u64,
+    read_only: bool,
+}
+
+/// A handle's directory locks (see [`DirLocks`]).
+#[derive(Debug)]
+struct SimLocks {
+    inode: Arc<Inode>,
+    shared: Arc<Shared>,
+    /// The process that opened them, and the view whose process may change by a fork.
+    pid: u64,
+    view: Arc<AtomicU64>,
+    holder: u64,
     generation: u64,
 }
 
@@ -141,11 +166,14 @@ impl FaultyStorage {
                     renames: Vec::new(),
                     next_inode: 1,
                     faults: 0,
+                    boots: 1,
+                    fs_kind: FsKind::Local,
+                    failing_syncs: None,
                 }),
                 next_handle: AtomicU64::new(1),
                 max_file_len: config.max_file_len,
             }),
-            pid: 0,
+            pid: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -153,8 +181,32 @@ impl FaultyStorage {
     pub fn process(&self, pid: u64) -> FaultyStorage {
         FaultyStorage {
             shared: Arc::clone(&self.shared),
-            pid,
+            pid: Arc::new(AtomicU64::new(pid)),
         }
+    }
+
+    /// Simulates `fork()` for the handles opened through this view (and its clones): from
+    /// now on they run in process `child`. What they opened before stays the parent's: its
+    /// files and locks live on (until the parent is [killed](FaultyStorage::kill)), and the
+    /// child sees its inherited directory locks closed, as the fork hook closes them.
+    pub fn fork_into(&self, child: u64) {
+        self.pid.store(child, Ordering::SeqCst);
+    }
+
+    /// The simulated process this view's handles belong to now.
+    pub fn pid(&self) -> u64 {
+        self.pid.load(Ordering::SeqCst)
+    }
+
+    /// Makes every sync of a file whose path ends with `suffix` fail with an I/O error (as a
+    /// disk that drops the writes would), until called with `None`.
+    pub fn fail_syncs_of(&self, suffix: Option<&str>) {
+        self.shared.state.lock().failing_syncs = suffix.map(str::to_owned);
+    }
+
+    /// Makes [`Storage::fs_kind`] report `kind` (to test how the cache treats it).
+    pub fn set_fs_kind(&self, kind: FsKind) {
+        self.shared.state.lock().fs_kind = kind;
     }
 
     /// Kills one simulated process: its handles die and its locks are released. Its writes
@@ -173,6 +225,9 @@ impl FaultyStorage {
     pub fn crash(&self, mode: CrashMode) {
         let mut st = self.shared.state.lock();
         st.generation += 1;
+        if mode == CrashMode::PowerLoss {
+            st.boots += 1;
+        }
         st.killed.clear();
         st.fail_after = None;
         let max = self.shared.max_file_len;
@@ -371,7 +426,7 @@ impl FaultyStorage {
     }
 
     fn check(&self, st: &mut State, counted: bool) -> io::Result<()> {
-        if st.killed.contains(&self.pid) {
+        if st.killed.contains(&self.pid()) {
             return Err(dead());
         }
         if counted {
@@ -483,7 +538,7 @@ impl Storage for FaultyStorage {
                 self.check(&mut st, false)?;
                 inode
             }
-            (None, OpenMode::Existing) => {
+            (None, OpenMode::Existing | OpenMode::ReadOnly) => {
                 self.check(&mut st, false)?;
                 return Err(io::ErrorKind::NotFound.into());
             }
@@ -504,9 +559,10 @@ impl Storage for FaultyStorage {
         Ok(Arc::new(SimFile {
             inode,
             shared: Arc::clone(&self.shared),
-            handle: self.shared.next_handle.fetch_add(1, Ordering::Relaxed),
-            pid: self.pid,
+            path: path.to_path_buf(),
+            pid: self.pid(),
             generation: st.generation,
+            read_only: mode == OpenMode::ReadOnly,
         }))
     }
 
@@ -688,6 +744,118 @@ impl Storage for FaultyStorage {
             None => Err(io::ErrorKind::NotFound.into()),
         }
     }
+
+    fn open_locks(&self, meta: &Path) -> io::Result<Box<dyn DirLocks>> {
+        let mut st = self.shared.state.lock();
+        self.check(&mut st, false)?;
+        let inode = match st.namespace.get(meta) {
+            Some(Node::File(inode)) => Arc::clone(inode),
+            Some(Node::Dir) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::IsADirectory,
+                    "is a directory",
+                ))
+            }
+            None => return Err(io::ErrorKind::NotFound.into()),
+        };
+        let pid = self.pid();
+        let handle = self.shared.next_handle.fetch_add(1, Ordering::Relaxed);
+        Ok(Box::new(SimLocks {
+            inode,
+            shared: Arc::clone(&self.shared),
+            pid,
+            view: Arc::clone(&self.pid),
+            holder: (pid << 40) | (handle & ((1 << 40) - 1)),
+            generation: st.generation,
+        }))
+    }
+
+    fn fork_epoch(&self) -> u64 {
+        self.pid()
+    }
+
+    fn boot_id(&self) -> u32 {
+        self.shared.state.lock().boots
+    }
+
+    fn fs_kind(&self, _dir: &Path) -> io::Result<FsKind> {
+        Ok(self.shared.state.lock().fs_kind)
+    }
+}
+
+impl SimLocks {
+    /// The lock table, if this handle may use it: its process alive, no crash since, and
+    /// still in the process that opened it (a forked child finds inherited locks closed).
+    fn table(&self) -> io::Result<parking_lot::MutexGuard<'_, InodeMeta>> {
+        let st = self.shared.state.lock();
+        if st.generation != self.generation || st.killed.contains(&self.pid) {
+            return Err(dead());
+        }
+        if self.view.load(Ordering::SeqCst) != self.pid {
+            return Err(io::Error::other(
+                "simulated lock descriptor was closed in the forked child",
+            ));
+        }
+        let killed = st.killed.clone();
+        drop(st);
+        let mut m = self.inode.meta.lock();
+        // Locks of killed processes are gone.
+        let alive = |h: &u64| !killed.contains(&(h >> 40));
+        m.presence.retain(|h, _| alive(h));
+        m.ids.retain(|_, h| alive(h));
+        Ok(m)
+    }
+}
+
+impl DirLocks for SimLocks {
+    fn try_presence(&self, kind: LockKind) -> io::Result<bool> {
+        let mut m = self.table()?;
+        let me = self.holder;
+        let conflict = m
+            .presence
+            .iter()
+            .any(|(h, k)| *h != me && (kind == LockKind::Exclusive || *k == LockKind::Exclusive));
+        if conflict {
+            return Ok(false);
+        }
+        m.presence.insert(me, kind);
+        Ok(true)
+    }
+
+    fn release_presence(&self) -> io::Result<()> {
+        let mut m = self.table()?;
+        m.presence.remove(&self.holder);
+        Ok(())
+    }
+
+    fn register(&self) -> io::Result<u64> {
+        let mut m = self.table()?;
+        loop {
+            let id = fastrand::u64(1..);
+            if let std::collections::hash_map::Entry::Vacant(e) = m.ids.entry(id) {
+                e.insert(self.holder);
+                return Ok(id);
+            }
+        }
+    }
+
+    fn is_alive(&self, id: u64) -> io::Result<bool> {
+        let m = self.table()?;
+        Ok(m.ids.contains_key(&id))
+    }
+}
+
+impl Drop for SimLocks {
+    fn drop(&mut self) {
+        // Closing releases the locks, unless the process that opened them forked and this
+        // is the child's inherited copy (closed by the fork hook, the parent keeps them).
+        if self.view.load(Ordering::SeqCst) != self.pid {
+            return;
+        }
+        let mut m = self.inode.meta.lock();
+        m.presence.remove(&self.holder);
+        m.ids.retain(|_, h| *h != self.holder);
+    }
 }
 
 impl SimFile {
@@ -706,6 +874,13 @@ impl SimFile {
             }
         }
         Ok(st)
+    }
+
+    fn writable(&self) -> io::Result<()> {
+        if self.read_only {
+            return Err(io::Error::other("simulated file is open read-only"));
+        }
+        Ok(())
     }
 
     fn total_len(st: &State) -> u64 {
@@ -753,6 +928,7 @@ impl StorageFile for SimFile {
     }
 
     fn write_at(&self, off: u64, buf: &[u8]) -> io::Result<()> {
+        self.writable()?;
         let st = self.alive(true)?;
         let end = off
             .checked_add(buf.len() as u64)
@@ -772,6 +948,7 @@ impl StorageFile for SimFile {
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
+        self.writable()?;
         let st = self.alive(true)?;
         self.grow(&st, len)?;
         let mut m = self.inode.meta.lock();
@@ -784,7 +961,13 @@ impl StorageFile for SimFile {
     }
 
     fn sync(&self) -> io::Result<()> {
-        let _st = self.alive(true)?;
+        let st = self.alive(true)?;
+        if let Some(suffix) = &st.failing_syncs {
+            if self.path.to_string_lossy().ends_with(suffix.as_str()) {
+                return Err(io::Error::other("injected sync failure"));
+            }
+        }
+        drop(st);
         let mut m = self.inode.meta.lock();
         m.durable = self.inode.bytes(m.len);
         Ok(())
@@ -795,68 +978,6 @@ impl StorageFile for SimFile {
         // every access is bounds-checked, so a shorter mapping than asked for is harmless.
         let _st = self.alive(false)?;
         Ok(Arc::clone(&self.inode.region))
-    }
-
-    fn try_lock(&self, kind: LockKind) -> io::Result<bool> {
-        let st = self.alive(false)?;
-        let mut m = self.inode.meta.lock();
-        // Forget locks of killed processes (a crash makes new inodes, so old locks vanish).
-        let killed = &st.killed;
-        let alive = |h: &u64| !killed.contains(&(h >> 40));
-        if m.exclusive.is_some_and(|h| !alive(&h)) {
-            m.exclusive = None;
-        }
-        m.shared.retain(alive);
-        let me = self.lock_id();
-        match kind {
-            LockKind::Exclusive => {
-                let others_shared = m.shared.iter().any(|h| *h != me);
-                if m.exclusive.is_some_and(|h| h != me) || others_shared {
-                    return Ok(false);
-                }
-                m.shared.remove(&me);
-                m.exclusive = Some(me);
-            }
-            LockKind::Shared => {
-                if m.exclusive.is_some_and(|h| h != me) {
-                    return Ok(false);
-                }
-                if m.exclusive == Some(me) {
-                    m.exclusive = None;
-                }
-                m.shared.insert(me);
-            }
-        }
-        Ok(true)
-    }
-
-    fn unlock(&self) -> io::Result<()> {
-        let _st = self.alive(false)?;
-        self.release();
-        Ok(())
-    }
-}
-
-impl SimFile {
-    /// The lock owner id: the process id in the high bits, so that killing a process frees
-    /// its locks.
-    fn lock_id(&self) -> u64 {
-        (self.pid << 40) | (self.handle & ((1 << 40) - 1))
-    }
-
-    fn release(&self) {
-        let me = self.lock_id();
-        let mut m = self.inode.meta.lock();
-        if m.exclusive == Some(me) {
-            m.exclusive = None;
-        }
-        m.shared.remove(&me);
-    }
-}
-
-impl Drop for SimFile {
-    fn drop(&mut self) {
-        self.release();
     }
 }
 
@@ -903,14 +1024,56 @@ mod tests {
         let s = fs();
         let p1 = s.process(1);
         let f = p1.open(Path::new("/x"), OpenMode::Create).expect("open");
-        assert!(f.try_lock(LockKind::Exclusive).expect("lock"));
+        let locks = p1.open_locks(Path::new("/x")).expect("locks");
+        assert!(locks.try_presence(LockKind::Exclusive).expect("lock"));
+        let id = locks.register().expect("id");
         f.write_at(0, b"data").expect("write");
-        let other = s.open(Path::new("/x"), OpenMode::Existing).expect("open");
-        assert!(!other.try_lock(LockKind::Exclusive).expect("try"));
+        let other = s.open_locks(Path::new("/x")).expect("locks");
+        assert!(!other.try_presence(LockKind::Exclusive).expect("try"));
+        assert!(other.is_alive(id).expect("alive?"));
         s.kill(1);
         assert!(f.write_at(0, b"more").is_err());
-        assert!(other.try_lock(LockKind::Exclusive).expect("try"));
-        assert_eq!(other.read_all().expect("read"), b"data");
+        assert!(other.try_presence(LockKind::Exclusive).expect("try"));
+        assert!(!other.is_alive(id).expect("alive?"));
+        let g = s.open(Path::new("/x"), OpenMode::Existing).expect("open");
+        assert_eq!(g.read_all().expect("read"), b"data");
+    }
+
+    #[test]
+    fn a_forked_child_neither_holds_nor_releases_the_parents_locks() {
+        let s = fs();
+        s.open(Path::new("/m"), OpenMode::Create).expect("create");
+        let parent = s.process(1);
+        let locks = parent.open_locks(Path::new("/m")).expect("locks");
+        assert!(locks.try_presence(LockKind::Shared).expect("presence"));
+        let id = locks.register().expect("id");
+        parent.fork_into(2);
+        assert!(
+            locks.try_presence(LockKind::Exclusive).is_err(),
+            "closed in the child"
+        );
+        drop(locks);
+        let probe = s.open_locks(Path::new("/m")).expect("locks");
+        assert!(
+            probe.is_alive(id).expect("alive?"),
+            "the parent still holds it"
+        );
+        assert!(!probe.try_presence(LockKind::Exclusive).expect("try"));
+        s.kill(1);
+        assert!(!probe.is_alive(id).expect("alive?"), "the parent died");
+        assert!(probe.try_presence(LockKind::Exclusive).expect("try"));
+    }
+
+    #[test]
+    fn read_only_files_refuse_writes() {
+        let s = fs();
+        s.open(Path::new("/v"), OpenMode::Create)
+            .expect("create")
+            .write_at(0, b"v")
+            .expect("write");
+        let r = s.open(Path::new("/v"), OpenMode::ReadOnly).expect("open");
+        assert!(r.write_at(0, b"w").is_err());
+        assert_eq!(r.read_all().expect("read"), b"v");
     }
 
     #[test]

@@ -6,7 +6,7 @@ mod faulty;
 mod os;
 
 pub use faulty::{CrashMode, FaultConfig, FaultyStorage};
-pub use os::OsStorage;
+pub use os::{FsKind, OsStorage};
 
 use crate::sys::Region;
 use std::fmt;
@@ -17,6 +17,9 @@ use std::sync::Arc;
 /// How [`Storage::open`] opens a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OpenMode {
+    /// Read an existing file, only; a symbolic link is refused (`O_NOFOLLOW`), so a
+    /// tampered directory cannot make the cache read another file. For value files.
+    ReadOnly,
     /// Read and write an existing file; fail with `NotFound` if it is missing.
     Existing,
     /// Read and write, creating the file if it is missing.
@@ -25,7 +28,7 @@ pub enum OpenMode {
     CreateNew,
 }
 
-/// Kinds of advisory whole-file locks.
+/// Kinds of advisory locks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LockKind {
     /// Many holders at once, none exclusive.
@@ -34,6 +37,25 @@ pub enum LockKind {
     Exclusive,
 }
 
+/// The cross-process locks of one cache directory, held by one handle (format spec,
+/// "Writer exclusion"): a presence lock (shared by every open handle, exclusive while one
+/// recovers the directory or closes it last) and a liveness lock per writer id, which tells
+/// waiters whether the holder of the writer lock is still alive. Locks belong to the
+/// handle, not to its process: two handles in one process exclude each other as two
+/// processes do. They are released when the handle is dropped, or when its process dies,
+/// however it dies; a child process that inherits the handle across `fork()` holds none of
+/// them.
+pub trait DirLocks: Send + Sync + fmt::Debug {
+    /// Takes, or converts to, the presence lock of `kind`; false if another handle's
+    /// presence prevents it (a refused conversion keeps the lock held before).
+    fn try_presence(&self, kind: LockKind) -> io::Result<bool>;
+    /// Gives up the presence lock.
+    fn release_presence(&self) -> io::Result<()>;
+    /// Locks a new writer id for this handle and returns it (nonzero).
+    fn register(&self) -> io::Result<u64>;
+    /// Whether a live handle, in any process, holds writer id `id`.
+    fn is_alive(&self, id: u64) -> io::Result<bool>;
+}
 /// One entry of [`Storage::list_dir`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DirEntry {
@@ -66,6 +88,16 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
     /// The length of the file at `path`, or an error (`NotFound` if missing).
     fn file_len(&self, path: &Path) -> io::Result<u64>;
+    /// Opens the locks of the directory whose meta file is `meta` (which must exist).
+    fn open_locks(&self, meta: &Path) -> io::Result<Box<dyn DirLocks>>;
+    /// A number that changes when the process forks, in the child (handles opened under
+    /// another value were inherited from a parent process).
+    fn fork_epoch(&self) -> u64;
+    /// A nonzero number that changes when the machine restarts, or 0 if unknown: data
+    /// written but not synced in the same boot cannot have been lost to a power failure.
+    fn boot_id(&self) -> u32;
+    /// What kind of file system holds `dir`.
+    fn fs_kind(&self, dir: &Path) -> io::Result<FsKind>;
 }
 
 /// An open file.
@@ -87,10 +119,13 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     /// Maps `len` bytes of the file shared and read-write (`len` may exceed the file length;
     /// bytes past the end must not be touched until the file has grown over them).
     fn map(&self, len: usize) -> io::Result<Arc<Region>>;
-    /// Tries to take an advisory lock; returns false if another holder prevents it.
-    fn try_lock(&self, kind: LockKind) -> io::Result<bool>;
-    /// Releases this handle's lock.
-    fn unlock(&self) -> io::Result<()>;
+    /// Prepares a new, empty file that will be written through a shared mapping: on a
+    /// copy-on-write file system (btrfs) it turns copy-on-write off for the file, so that a
+    /// full disk fails the writes that allocate its space instead of killing the process
+    /// with SIGBUS at a store into the mapping.
+    fn prepare_mapped_writes(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl dyn StorageFile {

@@ -1,42 +1,124 @@
 //! [`Storage`] on the real file system.
 
-use super::{DirEntry, LockKind, OpenMode, Storage, StorageFile};
-use crate::sys::Region;
+use super::{DirEntry, DirLocks, LockKind, OpenMode, Storage, StorageFile};
+use crate::sys::{self, LockFd, Region};
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
-use std::path::Path;
-use std::sync::Arc;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 /// The operating system's file system.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct OsStorage;
+///
+/// New files are created with mode `0o600` and new directories with `0o700` by default
+/// (owner only; the process's umask may remove more), as python-diskcache's temporary
+/// directories are; [`OsStorage::with_file_mode`] shares a cache with a group. The mode of
+/// an existing file or directory is never changed.
+#[derive(Clone, Copy, Debug)]
+pub struct OsStorage {
+    file_mode: u32,
+}
+
+impl Default for OsStorage {
+    fn default() -> Self {
+        OsStorage { file_mode: 0o600 }
+    }
+}
+
+impl OsStorage {
+    /// The file system, creating files with `mode` (say `0o660` for a cache shared by a
+    /// group) and directories with the same mode plus search permission wherever it grants
+    /// read permission (`0o660` gives `0o770`).
+    pub fn with_file_mode(mode: u32) -> OsStorage {
+        OsStorage {
+            file_mode: mode & 0o666,
+        }
+    }
+
+    /// The mode of new directories.
+    pub fn dir_mode(&self) -> u32 {
+        self.file_mode | ((self.file_mode & 0o444) >> 2)
+    }
+}
+
+/// The kinds of file systems the engine tells apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsKind {
+    /// A local file system that the engine's protocol works on (ext4, xfs, tmpfs,
+    /// overlayfs, ...).
+    Local,
+    /// btrfs: local, but copy-on-write, so files written through mappings get the
+    /// no-copy-on-write attribute.
+    Btrfs,
+    /// A network or cluster file system, named: it gives neither coherent shared mappings
+    /// between machines nor reliable per-handle locks, so the cache refuses it unless told
+    /// that one process alone uses it.
+    Network(&'static str),
+}
+
+impl FsKind {
+    /// The kind of a file system with `statfs` magic number `magic`.
+    pub fn from_magic(magic: u64) -> FsKind {
+        match magic {
+            0x9123_683e => FsKind::Btrfs,
+            0x6969 => FsKind::Network("NFS"),
+            0x517b => FsKind::Network("SMB"),
+            0xff53_4d42 => FsKind::Network("CIFS"),
+            0xfe53_4d42 => FsKind::Network("SMB2"),
+            0x00c3_6400 => FsKind::Network("Ceph"),
+            0x5346_414f | 0x6b41_4653 => FsKind::Network("AFS"),
+            0x7375_7245 => FsKind::Network("Coda"),
+            0x0102_1997 => FsKind::Network("9P"),
+            0x0bd0_0bd0 => FsKind::Network("Lustre"),
+            0x4750_4653 => FsKind::Network("GPFS"),
+            0x786f_4256 => FsKind::Network("VirtualBox shared folder"),
+            0x564c => FsKind::Network("NCP"),
+            0x0116_1970 => FsKind::Network("GFS2"),
+            0x7461_636f => FsKind::Network("OCFS2"),
+            _ => FsKind::Local,
+        }
+    }
+}
 
 #[derive(Debug)]
 struct OsFile {
     file: File,
 }
 
-impl Storage for OsStorage {
-    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn StorageFile>> {
+impl OsStorage {
+    fn options(&self, mode: OpenMode) -> OpenOptions {
         let mut opts = OpenOptions::new();
-        opts.read(true).write(true);
+        opts.read(true);
         match mode {
-            OpenMode::Existing => {}
+            OpenMode::ReadOnly => {
+                opts.custom_flags(libc::O_NOFOLLOW);
+            }
+            OpenMode::Existing => {
+                opts.write(true);
+            }
             OpenMode::Create => {
-                opts.create(true);
+                opts.write(true).create(true).mode(self.file_mode);
             }
             OpenMode::CreateNew => {
-                opts.create_new(true);
+                opts.write(true).create_new(true).mode(self.file_mode);
             }
         }
+        opts
+    }
+}
+
+impl Storage for OsStorage {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn StorageFile>> {
         Ok(Arc::new(OsFile {
-            file: opts.open(path)?,
+            file: self.options(mode).open(path)?,
         }))
     }
 
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        fs::create_dir_all(path)
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(self.dir_mode())
+            .create(path)
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
@@ -78,6 +160,30 @@ impl Storage for OsStorage {
     fn file_len(&self, path: &Path) -> io::Result<u64> {
         Ok(fs::metadata(path)?.len())
     }
+
+    fn open_locks(&self, meta: &Path) -> io::Result<Box<dyn DirLocks>> {
+        let file = OpenOptions::new().read(true).write(true).open(meta)?;
+        Ok(Box::new(OsLocks::new(file, meta)))
+    }
+
+    fn fork_epoch(&self) -> u64 {
+        sys::fork_epoch()
+    }
+
+    fn boot_id(&self) -> u32 {
+        static BOOT: OnceLock<u32> = OnceLock::new();
+        *BOOT.get_or_init(|| {
+            // Linux: a random UUID chosen at every boot.
+            match fs::read("/proc/sys/kernel/random/boot_id") {
+                Ok(b) if !b.is_empty() => crc32fast::hash(&b).max(1),
+                _ => 0,
+            }
+        })
+    }
+
+    fn fs_kind(&self, dir: &Path) -> io::Result<FsKind> {
+        Ok(sys::fs_magic(dir)?.map_or(FsKind::Local, FsKind::from_magic))
+    }
 }
 
 impl StorageFile for OsFile {
@@ -110,19 +216,142 @@ impl StorageFile for OsFile {
         Region::map_file(&self.file, len).map(Arc::new)
     }
 
-    fn try_lock(&self, kind: LockKind) -> io::Result<bool> {
-        let r = match kind {
-            LockKind::Shared => self.file.try_lock_shared(),
-            LockKind::Exclusive => self.file.try_lock(),
-        };
-        match r {
-            Ok(()) => Ok(true),
-            Err(fs::TryLockError::WouldBlock) => Ok(false),
-            Err(fs::TryLockError::Error(e)) => Err(e),
+    fn prepare_mapped_writes(&self) -> io::Result<()> {
+        let magic = sys::fs_magic_of(&self.file)?;
+        if magic.map(FsKind::from_magic) == Some(FsKind::Btrfs) {
+            sys::set_no_cow(&self.file)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writer ids are the offsets of their liveness locks in the meta file: far past its end,
+/// so they never overlap the presence lock at offset 0.
+const ID_MIN: u64 = 1 << 32;
+const ID_MAX: u64 = 1 << 62;
+
+/// The locks of one handle: open-file-description locks on bytes of the meta file (Linux),
+/// through a descriptor that a forked child closes. Byte 0 is presence; byte `id` is the
+/// liveness of writer `id`. The meta file is never removed by the cache, so every handle
+/// locks the same file; the kernel releases the locks when the last descriptor of the
+/// description closes (the handle's drop, or its process's death).
+#[derive(Debug)]
+struct OsLocks {
+    fd: LockFd,
+    /// Other systems: the directory of per-handle liveness files (whole-file locks).
+    #[cfg_attr(target_os = "linux", allow(dead_code))]
+    procs: PathBuf,
+    #[cfg_attr(target_os = "linux", allow(dead_code))]
+    live: std::sync::Mutex<Vec<(PathBuf, LockFd)>>,
+}
+
+#[cfg(not(target_os = "linux"))]
+impl Drop for OsLocks {
+    fn drop(&mut self) {
+        // Only the process that created a liveness file removes it: a forked child finds its
+        // inherited descriptors closed and leaves the parent's files alone.
+        if let Ok(live) = self.live.lock() {
+            for (path, fd) in live.iter() {
+                if fd.is_open() {
+                    let _ = fs::remove_file(path);
+                }
+            }
+        }
+    }
+}
+
+impl OsLocks {
+    fn new(file: File, meta: &Path) -> OsLocks {
+        OsLocks {
+            fd: LockFd::new(file),
+            procs: meta
+                .parent()
+                .map(|d| d.join("procs"))
+                .unwrap_or_else(|| PathBuf::from("procs")),
+            live: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl DirLocks for OsLocks {
+    fn try_presence(&self, kind: LockKind) -> io::Result<bool> {
+        self.fd
+            .try_lock_range(0, 1, Some(kind == LockKind::Exclusive))
+    }
+
+    fn release_presence(&self) -> io::Result<()> {
+        self.fd.try_lock_range(0, 1, None).map(|_| ())
+    }
+
+    fn register(&self) -> io::Result<u64> {
+        loop {
+            let id = fastrand::u64(ID_MIN..ID_MAX);
+            if self.fd.try_lock_range(id, 1, Some(true))? {
+                return Ok(id);
+            }
         }
     }
 
-    fn unlock(&self) -> io::Result<()> {
-        self.file.unlock()
+    fn is_alive(&self, id: u64) -> io::Result<bool> {
+        if !(ID_MIN..ID_MAX).contains(&id) {
+            // Not an id any handle can hold: garbage in the writer word.
+            return Ok(false);
+        }
+        self.fd.is_locked_elsewhere(id, 1)
+    }
+}
+
+/// Other systems have no open-file-description byte-range locks: presence is a whole-file
+/// lock on the meta file, and each writer id a whole-file lock on `procs/<id>.live`, a file
+/// that only its owner removes (a missing one counts as alive: no one takes the writer
+/// lock over on the strength of a file's absence).
+#[cfg(not(target_os = "linux"))]
+impl DirLocks for OsLocks {
+    fn try_presence(&self, kind: LockKind) -> io::Result<bool> {
+        self.fd.try_flock(Some(kind == LockKind::Exclusive))
+    }
+
+    fn release_presence(&self) -> io::Result<()> {
+        self.fd.try_flock(None).map(|_| ())
+    }
+
+    fn register(&self) -> io::Result<u64> {
+        fs::DirBuilder::new().recursive(true).create(&self.procs)?;
+        loop {
+            let id = fastrand::u64(ID_MIN..ID_MAX);
+            let path = self.procs.join(format!("{id:016x}.live"));
+            let file = match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            };
+            let fd = LockFd::new(file);
+            if fd.try_flock(Some(true))? {
+                self.live
+                    .lock()
+                    .map_err(|_| io::Error::other("poisoned"))?
+                    .push((path, fd));
+                return Ok(id);
+            }
+        }
+    }
+
+    fn is_alive(&self, id: u64) -> io::Result<bool> {
+        let path = self.procs.join(format!("{id:016x}.live"));
+        match File::open(&path) {
+            Ok(f) => {
+                let probe = LockFd::new(f);
+                Ok(!probe.try_flock(Some(true))?)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+            Err(e) => Err(e),
+        }
     }
 }

@@ -508,6 +508,64 @@ pub fn compact(ctx: &Ctx, dir: &Path) -> R<()> {
     }
 }
 
+/// Rebuilds missing or damaged meta files: the directory's own, or each shard's.
+pub fn repair(ctx: &Ctx, dir: &Path) -> R<()> {
+    let mut parts = Vec::new();
+    let is_cache = |d: &Path| d.join("meta").exists() || d.join("log").is_dir();
+    if is_cache(dir) {
+        parts.push((None, dir.to_path_buf()));
+    } else {
+        for i in 0.. {
+            let shard = dir.join(format!("{i:03}"));
+            if !is_cache(&shard) {
+                break;
+            }
+            parts.push((Some(i), shard));
+        }
+    }
+    if parts.is_empty() {
+        return Err(Fail::usage(format!(
+            "{} is not a cache directory (no meta file or log, no fanout shard 000)",
+            dir.display()
+        )));
+    }
+    let mut rows = Vec::new();
+    for (shard, d) in &parts {
+        let done = diskcache::Cache::builder().repair(d)?;
+        rows.push((*shard, done));
+    }
+    if ctx.json {
+        let list: Vec<JsonValue> = rows
+            .iter()
+            .map(|(shard, r)| match r {
+                diskcache::Repaired::MetaRebuilt {
+                    checkpoint,
+                    segment,
+                } => json!({"shard": shard, "rebuilt": true, "checkpoint": checkpoint, "segment": segment}),
+                _ => json!({"shard": shard, "rebuilt": false}),
+            })
+            .collect();
+        print_json(&json!({ "parts": list }))?;
+    } else {
+        let mut out = io::stdout().lock();
+        for (shard, r) in &rows {
+            let name = shard.map_or_else(String::new, |s| format!("shard {s:03}: "));
+            match r {
+                diskcache::Repaired::MetaRebuilt {
+                    checkpoint,
+                    segment,
+                } => writeln!(
+                    out,
+                    "{name}meta file rebuilt from checkpoint {checkpoint} (log segment {segment}); \
+                     the next open replays the log after it"
+                )?,
+                _ => writeln!(out, "{name}nothing to repair")?,
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn check(ctx: &Ctx, dir: &Path, fix: bool) -> R<()> {
     let store = open_existing(ctx, dir)?;
     let per_part = each_part(&*store, "checking", true, |p| p.check(fix))?;

@@ -10,6 +10,7 @@ use diskcache::{SetOptions, Value, ValueKind};
 use serde_json::json;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, IsTerminal, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -55,9 +56,28 @@ pub fn dump(ctx: &Ctx, dir: &Path, output: Option<&Path>) -> R<()> {
         PathBuf::from(name)
     });
     let sink: Box<dyn Write> = match &partial {
-        Some(p) => {
-            Box::new(File::create(p).map_err(|e| Fail::io(format!("creating {}", p.display()), e))?)
-        }
+        // A new file only: never through a symbolic link planted under that name, and never
+        // over another dump's partial file.
+        Some(p) => Box::new(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(p)
+                .map_err(|e| {
+                    let what = if e.kind() == io::ErrorKind::AlreadyExists {
+                        format!(
+                            "creating {} (it exists: another dump is running, or one was \
+                             interrupted; remove it to dump again)",
+                            p.display()
+                        )
+                    } else {
+                        format!("creating {}", p.display())
+                    };
+                    Fail::io(what, e)
+                })?,
+        ),
         None => Box::new(io::stdout().lock()),
     };
     let result = write_entries(&*store, sink, &header);
