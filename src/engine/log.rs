@@ -35,6 +35,9 @@ pub(crate) struct Segment {
     pub header: SegmentHeader,
     /// The CRC that seeds the frame chain.
     pub seed: u32,
+    /// Frames are copied in through the mapping (else written with `pwrite`: on a
+    /// copy-on-write file system a store into the mapping could need disk space).
+    mapped_writes: bool,
     view: Mutex<SegView>,
 }
 
@@ -139,12 +142,27 @@ impl Segment {
             .map_err(|e| io_err("mapping", &path, e))?;
         Ok(Segment {
             id: header.segment_id,
+            mapped_writes: file.mapped_writes_safe(),
             path,
             file,
             header,
             seed,
             view: Mutex::new(SegView { map, file_len }),
         })
+    }
+
+    /// Writes `bytes` at `off`, which `reserve` has allocated and mapped: through the
+    /// mapping `map`, or with `pwrite` where stores into the mapping are not safe.
+    pub fn write(&self, map: &Region, off: u64, bytes: &[u8]) -> Result<()> {
+        if self.mapped_writes {
+            if !map.write(off as usize, bytes) {
+                return Err(Error::corrupted(&self.path, off, "log mapping too short"));
+            }
+            return Ok(());
+        }
+        self.file
+            .write_at(off, bytes)
+            .map_err(|e| io_err("writing to", &self.path, e))
     }
 
     /// Makes sure `off..end` is allocated in the file and covered by the mapping, writing

@@ -16,6 +16,8 @@ pub(crate) struct MetaFile {
     pub path: PathBuf,
     pub file: Arc<dyn StorageFile>,
     live: Arc<Region>,
+    /// Where the live page is kept, when not in this file (see [`MetaFile::attach_live`]).
+    pub live_path: Option<PathBuf>,
 }
 
 /// What the two slots hold.
@@ -53,7 +55,28 @@ impl MetaFile {
         let live = file
             .map(META_FILE_LEN as usize)
             .map_err(|e| io_err("mapping", &path, e))?;
-        Ok(MetaFile { path, file, live })
+        Ok(MetaFile {
+            path,
+            file,
+            live,
+            live_path: None,
+        })
+    }
+
+    /// Moves the live page out of this file where the storage keeps it elsewhere (on a
+    /// copy-on-write file system, in shared memory; see [`Storage::live_page`]): `create`
+    /// when the caller holds the presence lock exclusively (a fresh page, set up by
+    /// recovery), else joining the other handles' page.
+    pub fn attach_live(&mut self, storage: &dyn Storage, create: bool) -> Result<()> {
+        match storage.live_page(&self.path, META_FILE_LEN as usize, create) {
+            Ok(Some(page)) => {
+                self.live = page.region;
+                self.live_path = Some(page.path);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(io_err("opening the live page of", &self.path, e)),
+        }
     }
 
     /// Creates the meta file of a new cache: written and synced under the temporary name

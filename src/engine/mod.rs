@@ -576,6 +576,8 @@ impl Engine {
             }
         };
         meta.check_header()?;
+        let mut meta = meta;
+        meta.attach_live(&*storage, cold)?;
         let boot = storage.boot_id();
         let mut frames = 0;
         let state = if cold {
@@ -1144,18 +1146,14 @@ impl WriteTxn {
                 return Err(e);
             }
         };
-        if !map.write(cursor.offset as usize, &bytes) {
+        if let Err(e) = seg.write(&map, cursor.offset, &bytes) {
             self.discard();
-            return Err(Error::corrupted(
-                &seg.path,
-                cursor.offset,
-                "log mapping too short",
-            ));
+            return Err(e);
         }
         if level == SyncLevel::Full {
             if let Err(e) = eng.syncs().file(&*seg.file, &seg.path) {
                 // Durability is unknown (the handle is poisoned): unpublish the frames.
-                map.write(cursor.offset as usize, &[0u8; 8]);
+                let _ = seg.write(&map, cursor.offset, &[0u8; 8]);
                 self.discard();
                 return Err(e);
             }
@@ -1209,6 +1207,24 @@ impl WriteTxn {
         let level = level_of(&self.base_registers);
         checkpoint::checkpoint(&self.eng, level)?;
         checkpoint::compact(&self.eng, level)
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // A live page kept in shared memory is removed by the last handle to close (the next
+        // first handle makes a new one): with the presence lock held exclusively, no other
+        // handle uses it, and none can join before this one's locks are gone.
+        if let Some(p) = &self.meta.live_path {
+            if !self.foreign()
+                && self
+                    .wlock
+                    .try_presence(LockKind::Exclusive)
+                    .unwrap_or(false)
+            {
+                let _ = self.storage.remove_file(p);
+            }
+        }
     }
 }
 

@@ -98,6 +98,25 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     fn boot_id(&self) -> u32;
     /// What kind of file system holds `dir`.
     fn fs_kind(&self, dir: &Path) -> io::Result<FsKind>;
+    /// Where the live page of the meta file `meta` is kept, if not in the meta file itself:
+    /// on a copy-on-write file system, a store into a mapped page of a file may need disk
+    /// space that a full disk cannot give (the kernel then raises SIGBUS), so the real file
+    /// system keeps it in a shared-memory file of `len` bytes instead. `create`: the caller
+    /// holds the presence lock exclusively, and makes a new one; otherwise it joins the one
+    /// the other handles use (an error if there is none it can see).
+    fn live_page(&self, meta: &Path, len: usize, create: bool) -> io::Result<Option<LivePage>> {
+        let _ = (meta, len, create);
+        Ok(None)
+    }
+}
+
+/// A live page kept outside the meta file (see [`Storage::live_page`]).
+#[derive(Debug)]
+pub struct LivePage {
+    /// Its mapping.
+    pub region: Arc<Region>,
+    /// The file that holds it.
+    pub path: PathBuf,
 }
 
 /// An open file.
@@ -125,6 +144,12 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
     /// with SIGBUS at a store into the mapping.
     fn prepare_mapped_writes(&self) -> io::Result<()> {
         Ok(())
+    }
+    /// Whether stores into a shared mapping of this file can never need new disk space once
+    /// the file has grown over them (false on copy-on-write file systems: write to it with
+    /// [`StorageFile::write_at`] instead).
+    fn mapped_writes_safe(&self) -> bool {
+        true
     }
 }
 

@@ -1,6 +1,6 @@
 //! [`Storage`] on the real file system.
 
-use super::{DirEntry, DirLocks, LockKind, OpenMode, Storage, StorageFile};
+use super::{DirEntry, DirLocks, LivePage, LockKind, OpenMode, Storage, StorageFile};
 use crate::sys::{self, LockFd, Region};
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -47,9 +47,11 @@ pub enum FsKind {
     /// A local file system that the engine's protocol works on (ext4, xfs, tmpfs,
     /// overlayfs, ...).
     Local,
-    /// btrfs: local, but copy-on-write, so files written through mappings get the
-    /// no-copy-on-write attribute.
-    Btrfs,
+    /// A local copy-on-write file system (btrfs, ZFS, bcachefs): a store into a shared
+    /// mapping of a file there may need new disk space, and on a full disk the kernel can
+    /// only answer it with SIGBUS. The cache writes its log there with `pwrite` and keeps
+    /// its live page in shared memory (`/dev/shm`) instead.
+    CopyOnWrite(&'static str),
     /// A network or cluster file system, named: it gives neither coherent shared mappings
     /// between machines nor reliable per-handle locks, so the cache refuses it unless told
     /// that one process alone uses it.
@@ -60,7 +62,9 @@ impl FsKind {
     /// The kind of a file system with `statfs` magic number `magic`.
     pub fn from_magic(magic: u64) -> FsKind {
         match magic {
-            0x9123_683e => FsKind::Btrfs,
+            0x9123_683e => FsKind::CopyOnWrite("btrfs"),
+            0x2fc1_2fc1 => FsKind::CopyOnWrite("ZFS"),
+            0xca45_1a4e => FsKind::CopyOnWrite("bcachefs"),
             0x6969 => FsKind::Network("NFS"),
             0x517b => FsKind::Network("SMB"),
             0xff53_4d42 => FsKind::Network("CIFS"),
@@ -184,7 +188,64 @@ impl Storage for OsStorage {
     fn fs_kind(&self, dir: &Path) -> io::Result<FsKind> {
         Ok(sys::fs_magic(dir)?.map_or(FsKind::Local, FsKind::from_magic))
     }
+
+    fn live_page(&self, meta: &Path, len: usize, create: bool) -> io::Result<Option<LivePage>> {
+        let dir = meta.parent().unwrap_or(Path::new("."));
+        if !matches!(self.fs_kind(dir)?, FsKind::CopyOnWrite(_)) {
+            return Ok(None);
+        }
+        let shm = Path::new("/dev/shm");
+        if sys::fs_magic(shm).ok().flatten() != Some(TMPFS_MAGIC) {
+            // No shared-memory file system to put it in: keep it in the meta file.
+            return Ok(None);
+        }
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(meta)?;
+        let path = shm.join(format!("diskcache-{:x}-{:x}.live", m.dev(), m.ino()));
+        let file = if create {
+            // A new file, never the one a process of an older cache with the same inode
+            // number may still map.
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            let f = self.options(OpenMode::CreateNew).open(&path)?;
+            // Written, not just sized: tmpfs then holds the pages, and stores need no space.
+            f.write_all_at(&vec![0u8; len], 0)?;
+            f
+        } else {
+            match self.options(OpenMode::Existing).open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!(
+                            "the cache is open in a process whose {} this process does not \
+                             share (another container?), and on a copy-on-write file system \
+                             handles share their live page there",
+                            shm.display()
+                        ),
+                    ))
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if file.metadata()?.len() < len as u64 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is shorter than a live page", path.display()),
+            ));
+        }
+        Ok(Some(LivePage {
+            region: Arc::new(Region::map_file(&file, len)?),
+            path,
+        }))
+    }
 }
+
+/// `statfs` magic number of tmpfs.
+const TMPFS_MAGIC: u64 = 0x0102_1994;
 
 impl StorageFile for OsFile {
     fn read_at(&self, off: u64, buf: &mut [u8]) -> io::Result<usize> {
@@ -216,9 +277,16 @@ impl StorageFile for OsFile {
         Region::map_file(&self.file, len).map(Arc::new)
     }
 
+    fn mapped_writes_safe(&self) -> bool {
+        !matches!(
+            sys::fs_magic_of(&self.file).map(|m| m.map(FsKind::from_magic)),
+            Ok(Some(FsKind::CopyOnWrite(_))) | Err(_)
+        )
+    }
+
     fn prepare_mapped_writes(&self) -> io::Result<()> {
         let magic = sys::fs_magic_of(&self.file)?;
-        if magic.map(FsKind::from_magic) == Some(FsKind::Btrfs) {
+        if magic.map(FsKind::from_magic) == Some(FsKind::CopyOnWrite("btrfs")) {
             sys::set_no_cow(&self.file)?;
         }
         Ok(())
