@@ -633,6 +633,57 @@ fn dump_then_load_into_a_new_directory_gives_equal_entries() {
 }
 
 #[test]
+fn dump_never_follows_a_link_or_overwrites_a_partial_file() {
+    let t = tmp();
+    let src = t.path().join("src");
+    fill_every_kind(&Cache::open(&src).unwrap());
+    let file = t.path().join("backup.dump");
+    let partial = t.path().join("backup.dump.partial");
+    // A link planted under the partial name, to a file the dump would clobber.
+    let victim = t.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    std::os::unix::fs::symlink(&victim, &partial).unwrap();
+    let o = run(&["dump", path(&src), "-o", path(&file)]);
+    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert!(!file.exists());
+    // Another dump's partial file is not truncated either.
+    std::fs::remove_file(&partial).unwrap();
+    std::fs::write(&partial, b"another dump in progress").unwrap();
+    let o = run(&["dump", path(&src), "-o", path(&file)]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("exists"), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(&partial).unwrap(),
+        b"another dump in progress"
+    );
+    std::fs::remove_file(&partial).unwrap();
+    ok(&["dump", path(&src), "-o", path(&file)]);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "a dump holds the cache's data: owner only"
+    );
+}
+
+#[test]
+fn repair_rebuilds_a_missing_meta_file_and_check_finds_nothing_lost() {
+    let t = tmp();
+    let dir = t.path().join("c");
+    fill_every_kind(&Cache::open(&dir).unwrap());
+    std::fs::remove_file(dir.join("meta")).unwrap();
+    let o = run(&["check", path(&dir)]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("meta"), "{}", stderr(&o));
+    let out = ok(&["repair", path(&dir)]);
+    assert!(out.contains("rebuilt"), "{out}");
+    assert!(ok(&["check", path(&dir)]).contains("no problems found"));
+    assert!(ok(&["repair", path(&dir)]).contains("nothing to repair"));
+    assert_eq!(Cache::open(&dir).unwrap().len().unwrap(), 6);
+}
+
+#[test]
 fn dump_to_stdout_pipes_into_load_from_stdin() {
     let t = tmp();
     let src = t.path().join("src");

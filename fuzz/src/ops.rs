@@ -18,6 +18,12 @@
 //! injected errors are allowed: A8 says orphans are harmless), `len` is the model's and
 //! `volume` covers the file-backed bytes. Any other outcome panics: the target never panics
 //! but on a real invariant violation.
+//!
+//! Two steps act on the process rather than the cache: a fork (the handle goes on in a
+//! child process; the parent lives on holding its locks, or dies), and damage to a value
+//! file between runs (removed or overwritten, then every process killed and the cache
+//! reopened): that entry must read as a miss and be the only one `check` reports, and no
+//! other commit may be lost.
 
 use crate::stats;
 use arbitrary::{Arbitrary, Unstructured};
@@ -181,6 +187,12 @@ pub enum Op {
     SpaceLimit(Option<u8>),
     /// Something done through a second handle, in another simulated process.
     Second(Second),
+    /// The first handle's process forks and the handle goes on in the child; the parent
+    /// stays alive (holding its locks) unless `parent_dies`.
+    Fork { parent_dies: bool },
+    /// The value file of a file-backed item (the `pick`-th) is removed or overwritten; then
+    /// every process is killed and the cache reopened (the same boot: nothing else lost).
+    DamageValueFile { pick: u8, remove: bool },
 }
 
 /// What the second handle does.
@@ -223,6 +235,8 @@ struct Item {
     tag: Option<u8>,
     /// In a value file (counts in `size`).
     file: bool,
+    /// Its value file was removed or damaged: the item is there but reads as a miss.
+    damaged: bool,
 }
 
 impl Item {
@@ -242,7 +256,7 @@ fn seen(m: &Model) -> Seen {
         .map(|(k, i)| {
             (
                 *k,
-                i.live().then(|| {
+                (i.live() && !i.damaged).then(|| {
                     (
                         i.val.clone(),
                         i.expiry == Expiry::Future,
@@ -319,6 +333,8 @@ fn pattern(seed: u8, n: usize) -> Vec<u8> {
 /// The run's state.
 struct Run {
     fs: FaultyStorage,
+    /// The first handle's view of the storage (its process, which a fork changes).
+    view: Option<FaultyStorage>,
     cfg: Config,
     cache: Option<Cache>,
     pid: u64,
@@ -380,16 +396,18 @@ impl Run {
 
     /// Opens a handle in a new simulated process; it becomes the first handle's process.
     fn open(&mut self) -> diskcache::Result<Cache> {
-        let (pid, c) = self.open_process();
+        let (pid, view, c) = self.open_process();
         self.pid = pid;
+        self.view = Some(view);
         c
     }
 
-    fn open_process(&mut self) -> (u64, diskcache::Result<Cache>) {
+    fn open_process(&mut self) -> (u64, FaultyStorage, diskcache::Result<Cache>) {
         self.next_pid += 1;
         let pid = self.next_pid;
+        let view = self.fs.process(pid);
         let mut b = Cache::builder()
-            .storage(Arc::new(self.fs.process(pid)))
+            .storage(Arc::new(view.clone()))
             .sync(if self.cfg.full_sync {
                 SyncLevel::Full
             } else {
@@ -406,7 +424,7 @@ impl Run {
                 .eviction_policy(EvictionPolicy::LeastRecentlyStored)
                 .size_limit(1024 + 256 * u64::from(n)),
         };
-        (pid, b.open(Path::new(DIR)))
+        (pid, view, b.open(Path::new(DIR)))
     }
 
     fn note_storage(&mut self) {
@@ -519,11 +537,13 @@ impl Run {
         match c.check(false) {
             Ok(warnings) => {
                 stats::CHECKS.inc();
+                let damaged = self.last().values().any(|i| i.damaged);
                 for w in warnings {
                     use diskcache::WarningKind as K;
                     let leftover =
                         matches!(w.kind, K::UnknownFile | K::StaleFile | K::EmptyDirectory);
-                    if !(leftover && self.faulted) {
+                    let damage = matches!(w.kind, K::MissingFile | K::BadFile | K::EmptyDirectory);
+                    if !(leftover && self.faulted) && !(damage && damaged) {
                         violation(&format!("{when}: check reports {w}"));
                     }
                 }
@@ -626,6 +646,8 @@ impl Run {
                 return self.kill_process();
             }
             Op::Reopen => return self.reopen(),
+            Op::Fork { parent_dies } => return self.fork(*parent_dies),
+            Op::DamageValueFile { pick, remove } => return self.damage(*pick, *remove),
             Op::FailAfter { after, enospc } => {
                 let kind = if *enospc {
                     io::ErrorKind::StorageFull
@@ -685,6 +707,7 @@ impl Run {
                 next.insert(
                     k,
                     Item {
+                        damaged: false,
                         file: b.len() >= MIN_FILE_SIZE,
                         val: MVal::Bytes(b.clone()),
                         expiry: *expiry,
@@ -703,6 +726,7 @@ impl Run {
                     next.insert(
                         k,
                         Item {
+                            damaged: false,
                             file: b.len() >= MIN_FILE_SIZE,
                             val: MVal::Bytes(b.clone()),
                             expiry: Expiry::Never,
@@ -725,6 +749,7 @@ impl Run {
                 next.insert(
                     k,
                     Item {
+                        damaged: false,
                         val: MVal::Bytes(pattern(seed, n)),
                         expiry: Expiry::Never,
                         tag: None,
@@ -822,6 +847,7 @@ impl Run {
                             next.insert(
                                 *k % KEYS,
                                 Item {
+                                    damaged: false,
                                     file: b.len() >= MIN_FILE_SIZE,
                                     val: MVal::Bytes(b),
                                     expiry: Expiry::Never,
@@ -948,7 +974,7 @@ impl Run {
         if let Some((c, _)) = &self.other {
             return Some(c.clone());
         }
-        let (pid, r) = self.open_process();
+        let (pid, _, r) = self.open_process();
         match r {
             Ok(c) => {
                 self.other_faulted = self.failing || self.space_limited;
@@ -1060,6 +1086,89 @@ impl Run {
             }
         }
         self.outcome(taken_over, Candidate::Exact(next));
+    }
+
+    /// The first handle's process forks; the handle goes on in the child (which opens the
+    /// cache again at its next use). A parent that lives on keeps its locks.
+    fn fork(&mut self, parent_dies: bool) {
+        let Some(view) = self.view.clone() else {
+            return;
+        };
+        if self.cache.is_none() {
+            return;
+        }
+        stats::FORKS.inc();
+        self.next_pid += 1;
+        let parent = self.pid;
+        view.fork_into(self.next_pid);
+        self.pid = self.next_pid;
+        if parent_dies {
+            self.fs.kill(parent);
+        }
+        // The child is a new handle: earlier injected errors do not stop its writes.
+        self.handle_faulted = self.failing || self.space_limited;
+        self.note_storage();
+        self.verify("in the forked child");
+    }
+
+    /// Removes or overwrites the value file of a file-backed item, kills every process and
+    /// reopens: the item must read as a miss (and be all that `check` reports), and nothing
+    /// else may be lost; then `check(true)` removes it.
+    fn damage(&mut self, pick: u8, remove: bool) {
+        let Some(c) = self.cache.clone() else { return };
+        if self.failing || self.space_limited || self.in_flight.is_some() {
+            return;
+        }
+        let last = self.last().clone();
+        let files: Vec<u8> = last
+            .iter()
+            .filter(|(_, i)| i.file && !i.damaged)
+            .map(|(k, _)| *k)
+            .collect();
+        let Some(&k) = files.get(usize::from(pick) % files.len().max(1)) else {
+            return;
+        };
+        let path = match c.raw_entry(key(k)) {
+            Ok(Some(e)) => e.value.path().map(Path::to_path_buf),
+            Ok(None) => violation(&format!("key {k} has no entry")),
+            Err(e) if self.allowed(&e) => return,
+            Err(e) => violation(&format!("reading key {k}: {e}")),
+        };
+        let Some(path) = path else {
+            violation(&format!(
+                "key {k} is file-backed in the model but not in the cache"
+            ))
+        };
+        let damaged = if remove {
+            self.fs.remove_file(&path).is_ok()
+        } else {
+            let len = self.fs.file_len(&path).unwrap_or(0);
+            len > 0 && self.fs.corrupt(&path, len / 2, &[0x5a, 0xa5]).is_ok()
+        };
+        if !damaged {
+            return;
+        }
+        stats::VALUE_FILES_DAMAGED.inc();
+        // Every state that holds this very item holds it damaged now.
+        let item = last.get(&k).cloned();
+        for m in &mut self.states {
+            if let Some(i) = m.get_mut(&k) {
+                if Some(&*i) == item.as_ref() {
+                    i.damaged = true;
+                }
+            }
+        }
+        note(format!(
+            "  value file of key {k} damaged (removed: {remove})"
+        ));
+        self.crash(false, None, false);
+        let Some(c) = self.cache.clone() else { return };
+        let mut next = self.last().clone();
+        next.retain(|_, i| !i.damaged);
+        let r = c.check(true).map(|_| ());
+        self.outcome(r, Candidate::Exact(next));
+        self.note_storage();
+        self.verify("after removing a damaged item");
     }
 
     /// Takes the cache away as a dead process would leave it: its handles fail from now on.
@@ -1217,6 +1326,7 @@ impl Run {
 fn plain(b: Vec<u8>) -> Item {
     Item {
         file: b.len() >= MIN_FILE_SIZE,
+        damaged: false,
         val: MVal::Bytes(b),
         expiry: Expiry::Never,
         tag: None,
@@ -1237,6 +1347,7 @@ fn incr_model(m: &mut Model, k: u8, d: i64) -> Option<i64> {
             m.insert(
                 k,
                 Item {
+                    damaged: false,
                     val: MVal::Int(d),
                     expiry: Expiry::Never,
                     tag: None,
@@ -1308,6 +1419,7 @@ pub fn run(input: &Input) {
     });
     let mut run = Run {
         fs,
+        view: None,
         cfg: input.config.clone(),
         cache: None,
         pid: 0,

@@ -71,7 +71,12 @@ pub static DAMAGED_OPENED: Counter = Counter::new("damaged_opens_ok");
 /// Opens of a damaged directory that failed with an error.
 pub static DAMAGED_REFUSED: Counter = Counter::new("damaged_opens_refused");
 
-static ALL: [&Counter; 19] = [
+/// Handles that went on in a forked child.
+pub static FORKS: Counter = Counter::new("forks");
+/// Value files removed or damaged between runs of the cache.
+pub static VALUE_FILES_DAMAGED: Counter = Counter::new("value_files_damaged");
+
+static ALL: [&Counter; 21] = [
     &RUNS,
     &OPS,
     &FAILED_OPS,
@@ -91,6 +96,8 @@ static ALL: [&Counter; 19] = [
     &DAMAGED_REFUSED,
     &RUNS_WITH_CRASH,
     &RUNS_WITH_FAULT,
+    &FORKS,
+    &VALUE_FILES_DAMAGED,
 ];
 
 /// Runs that crashed at least once.
