@@ -1,6 +1,7 @@
 //! [`Cache`]: python-diskcache's `Cache` on the log-structured engine.
 
 mod admin;
+mod binding;
 mod check;
 mod core;
 pub(crate) mod entries;
@@ -22,7 +23,8 @@ pub use queue::{QueueOptions, Side};
 pub use raw::{RawEntry, ValueKind};
 pub use settings::EvictionPolicy;
 pub(crate) use settings::SIZE_LIMIT as SIZE_LIMIT_SETTING;
-pub use value::{Entry, SetOptions, Value, ValueReader};
+pub use binding::{Number, Prepared, RawData, RawFound, TxnControl};
+pub use value::{with_clock, Entry, SetOptions, Value, ValueReader};
 
 use crate::codec::{Bincode, Codec};
 use crate::engine::{Engine, EngineInfo, EngineOptions, SyncLevel, View, WriteTxn};

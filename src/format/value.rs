@@ -20,6 +20,8 @@ pub enum ValueKind {
     Float = 3,
     /// Bytes produced by the cache's codec.
     Encoded = 4,
+    /// A value written by the Python package in one of its encodings (section 17).
+    Python = 5,
 }
 
 impl ValueKind {
@@ -30,6 +32,7 @@ impl ValueKind {
             2 => ValueKind::Int,
             3 => ValueKind::Float,
             4 => ValueKind::Encoded,
+            5 => ValueKind::Python,
             _ => return None,
         })
     }
@@ -406,6 +409,11 @@ impl<'a> NativeDe<'a> {
                     .map_err(|_| DeError("stored float is not 8 bytes".into()))?,
             )),
             ValueKind::Encoded => return Err(DeError("codec-encoded value is not native".into())),
+            ValueKind::Python => {
+                return Err(DeError(
+                    "a value written by the Python package is not native".into(),
+                ))
+            }
         })
     }
 }
