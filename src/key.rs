@@ -67,6 +67,8 @@ pub enum PythonKeyKind {
     Pickled,
     /// Bytes a custom `Disk` made.
     Disk,
+    /// The SHA-256 of a key longer than 1 MiB (its value carries the key itself).
+    Digest,
 }
 
 impl PythonKey {
@@ -75,6 +77,7 @@ impl PythonKey {
         match self.0.first() {
             Some(&fk::TAG_PY_PLAIN) => PythonKeyKind::Plain,
             Some(&fk::TAG_PY_PICKLE) => PythonKeyKind::Pickled,
+            Some(&fk::TAG_PY_DIGEST) => PythonKeyKind::Digest,
             _ => PythonKeyKind::Disk,
         }
     }
@@ -97,7 +100,7 @@ impl PythonKey {
     pub fn from_encoded(bytes: &[u8]) -> Option<PythonKey> {
         matches!(
             bytes.first(),
-            Some(&fk::TAG_PY_PLAIN | &fk::TAG_PY_PICKLE | &fk::TAG_PY_DISK)
+            Some(&fk::TAG_PY_PLAIN | &fk::TAG_PY_PICKLE | &fk::TAG_PY_DISK | &fk::TAG_PY_DIGEST)
         )
         .then(|| fk::validate(bytes).ok())
         .flatten()
@@ -153,7 +156,7 @@ impl Key {
                 fk::validate(bytes).map_err(bad)?;
                 Ok(Key::Composite(CompositeKey(bytes.to_vec())))
             }
-            fk::TAG_PY_PLAIN | fk::TAG_PY_PICKLE | fk::TAG_PY_DISK => {
+            fk::TAG_PY_PLAIN | fk::TAG_PY_PICKLE | fk::TAG_PY_DISK | fk::TAG_PY_DIGEST => {
                 fk::validate(bytes).map_err(bad)?;
                 Ok(Key::Python(PythonKey(bytes.to_vec())))
             }

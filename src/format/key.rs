@@ -22,6 +22,9 @@ pub const TAG_PY_PLAIN: u8 = 0x50;
 pub const TAG_PY_PICKLE: u8 = 0x60;
 /// First byte of a key that a custom Python `Disk` made (`raw=False`): its bytes follow.
 pub const TAG_PY_DISK: u8 = 0x70;
+/// First byte of the stand-in for a Python key whose encoding is longer than
+/// [`MAX_KEY_LEN`]: the SHA-256 of that encoding follows (the value carries the key).
+pub const TAG_PY_DIGEST: u8 = 0x58;
 /// Length of the MAC that ends a pickled key.
 pub const PICKLE_MAC_LEN: usize = 32;
 
@@ -312,6 +315,11 @@ pub fn validate(key: &[u8]) -> Result<(), DecodeError> {
         }
         TAG_PY_DISK => {
             r.rest();
+        }
+        TAG_PY_DIGEST => {
+            if r.rest().len() != 32 {
+                return Err(DecodeError::new(1, "a key digest is 32 bytes"));
+            }
         }
         t => return Err(DecodeError::new(0, format!("unknown key tag {t:#x}"))),
     }
