@@ -112,7 +112,12 @@ impl fmt::Debug for PythonKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.plain() {
             Some(v) => write!(f, "Python({v:?})"),
-            None => write!(f, "Python({:?}, {} bytes)", self.kind(), self.payload().len()),
+            None => write!(
+                f,
+                "Python({:?}, {} bytes)",
+                self.kind(),
+                self.payload().len()
+            ),
         }
     }
 }

@@ -152,7 +152,12 @@ fn mac_ok(secret: &[u8], domain: &[u8], binding: &[u8], payload: &[u8], tag: &[u
 /// Appends the plain encoding of `obj` if it is a plain value (keys: no dicts or sets,
 /// whose encoding would depend on insertion or hash order). Returns false (leaving `out`
 /// in an unspecified state) otherwise.
-fn put_plain(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: usize, for_key: bool) -> PyResult<bool> {
+fn put_plain(
+    obj: &Bound<'_, PyAny>,
+    out: &mut Vec<u8>,
+    depth: usize,
+    for_key: bool,
+) -> PyResult<bool> {
     let mut w = PlainWriter::new(out);
     if obj.is_none() {
         w.none();
@@ -220,7 +225,8 @@ fn put_plain(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: usize, for_key: b
         let items: Vec<_> = d.iter().collect();
         w.container(Container::Dict, items.len());
         for (k, v) in items {
-            if !put_plain(&k, out, depth + 1, for_key)? || !put_plain(&v, out, depth + 1, for_key)? {
+            if !put_plain(&k, out, depth + 1, for_key)? || !put_plain(&v, out, depth + 1, for_key)?
+            {
                 return Ok(false);
             }
         }
@@ -247,7 +253,11 @@ fn put_plain(obj: &Bound<'_, PyAny>, out: &mut Vec<u8>, depth: usize, for_key: b
 /// Two's-complement little-endian bytes of a Python int, minimal.
 fn big_int_bytes(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     let negative = obj.lt(0)?;
-    let magnitude = if negative { obj.call_method0("__invert__")? } else { obj.clone() };
+    let magnitude = if negative {
+        obj.call_method0("__invert__")?
+    } else {
+        obj.clone()
+    };
     let bits: usize = magnitude.call_method0("bit_length")?.extract()?;
     let n = (bits + 8) / 8;
     let kwargs = PyDict::new(obj.py());
@@ -259,13 +269,21 @@ fn big_int_bytes(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
 fn big_int_from<'py>(py: Python<'py>, le: &[u8]) -> PyResult<Bound<'py, PyAny>> {
     let kwargs = PyDict::new(py);
     kwargs.set_item("signed", true)?;
-    py.get_type::<PyInt>()
-        .call_method("from_bytes", (PyBytes::new(py, le), "little"), Some(&kwargs))
+    py.get_type::<PyInt>().call_method(
+        "from_bytes",
+        (PyBytes::new(py, le), "little"),
+        Some(&kwargs),
+    )
 }
 
 /// Builds Python objects from the plain encoding. Runs no code: only these types are made.
-fn read_plain<'py>(py: Python<'py>, r: &mut PlainReader<'_>, depth: usize) -> PyResult<Bound<'py, PyAny>> {
-    let bad = |e: diskcache::plain::DecodeError| errors::corrupt(format!("plain value: {}", e.detail));
+fn read_plain<'py>(
+    py: Python<'py>,
+    r: &mut PlainReader<'_>,
+    depth: usize,
+) -> PyResult<Bound<'py, PyAny>> {
+    let bad =
+        |e: diskcache::plain::DecodeError| errors::corrupt(format!("plain value: {}", e.detail));
     Ok(match r.token().map_err(bad)? {
         Token::None => py.None().into_bound(py),
         Token::Bool(b) => PyBool::new(py, b).to_owned().into_any(),
@@ -352,8 +370,10 @@ impl Codec {
 
     fn dumps(&self, obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
         let py = obj.py();
-        let b = pickle_fn(py, &PICKLE_DUMPS, "dumps")?
-            .call1((obj, self.protocol.load(std::sync::atomic::Ordering::Relaxed)))?;
+        let b = pickle_fn(py, &PICKLE_DUMPS, "dumps")?.call1((
+            obj,
+            self.protocol.load(std::sync::atomic::Ordering::Relaxed),
+        ))?;
         Ok(b.cast::<PyBytes>()?.as_bytes().to_vec())
     }
 
@@ -405,14 +425,19 @@ impl Codec {
     }
 
     /// The Python object of an encoded key; `None` for a pickled key whose MAC fails.
-    pub fn key_to_py<'py>(&self, py: Python<'py>, enc: &[u8]) -> PyResult<Option<Bound<'py, PyAny>>> {
+    pub fn key_to_py<'py>(
+        &self,
+        py: Python<'py>,
+        enc: &[u8],
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let Some((&tag, body)) = enc.split_first() else {
             return Err(errors::corrupt("empty key".into()));
         };
         Ok(Some(match tag {
             TAG_STR => PyString::new(
                 py,
-                std::str::from_utf8(body).map_err(|_| errors::corrupt("string key is not UTF-8".into()))?,
+                std::str::from_utf8(body)
+                    .map_err(|_| errors::corrupt("string key is not UTF-8".into()))?,
             )
             .into_any(),
             TAG_BYTES => PyBytes::new(py, body).into_any(),
@@ -432,7 +457,13 @@ impl Codec {
                 Ok(Key::Float(f)) => PyFloat::new(py, f).into_any(),
                 // Keys written by Rust code (composites) or a custom Disk: passed around
                 // as they are stored.
-                Ok(_) => Bound::new(py, crate::StoredKey { bytes: enc.to_vec() })?.into_any(),
+                Ok(_) => Bound::new(
+                    py,
+                    crate::StoredKey {
+                        bytes: enc.to_vec(),
+                    },
+                )?
+                .into_any(),
                 Err(e) => return Err(errors::corrupt(e.to_string())),
             },
         }))
@@ -489,18 +520,23 @@ impl Codec {
             ValueKind::Bytes => PyBytes::new(py, bytes).into_any(),
             ValueKind::Str => PyString::new(
                 py,
-                std::str::from_utf8(bytes).map_err(|_| errors::corrupt("stored string is not UTF-8".into()))?,
+                std::str::from_utf8(bytes)
+                    .map_err(|_| errors::corrupt("stored string is not UTF-8".into()))?,
             )
             .into_any(),
             ValueKind::Int => i64::from_le_bytes(
-                bytes.try_into().map_err(|_| errors::corrupt("integer is not 8 bytes".into()))?,
+                bytes
+                    .try_into()
+                    .map_err(|_| errors::corrupt("integer is not 8 bytes".into()))?,
             )
             .into_pyobject(py)?
             .into_any(),
             ValueKind::Float => PyFloat::new(
                 py,
                 f64::from_le_bytes(
-                    bytes.try_into().map_err(|_| errors::corrupt("float is not 8 bytes".into()))?,
+                    bytes
+                        .try_into()
+                        .map_err(|_| errors::corrupt("float is not 8 bytes".into()))?,
                 ),
             )
             .into_any(),
@@ -549,7 +585,9 @@ impl Codec {
                 Ok(Decoded::Value(self.loads(py, body)?))
             }
             // Read only through its digest key, whose caller unwraps it first.
-            PY_LONG_KEY => Err(errors::corrupt("a long key's value under another key".into())),
+            PY_LONG_KEY => Err(errors::corrupt(
+                "a long key's value under another key".into(),
+            )),
             PY_DISK => Err(PyValueError::new_err(
                 "the value was stored through a custom Disk; open the cache with that Disk",
             )),
@@ -567,7 +605,11 @@ impl Codec {
     }
 
     /// The encoded key of `key` (what the default Disk stores it under).
-    fn encode_key<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    fn encode_key<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         Ok(PyBytes::new(py, &self.key(key)?))
     }
 

@@ -8,7 +8,11 @@ use pyo3::types::PyType;
 static TIMEOUT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static OPERATIONAL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
-fn class<'py>(py: Python<'py>, cell: &'static PyOnceLock<Py<PyType>>, name: &str) -> PyResult<Bound<'py, PyType>> {
+fn class<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyType>>,
+    name: &str,
+) -> PyResult<Bound<'py, PyType>> {
     Ok(cell.import(py, "diskcache.core", name)?.clone())
 }
 
@@ -23,9 +27,11 @@ pub fn timeout(py: Python<'_>, removed: u64) -> PyErr {
 /// `diskcache.core.OperationalError` (a `sqlite3.OperationalError`): the cache's files
 /// cannot be used.
 pub fn operational(msg: String) -> PyErr {
-    Python::attach(|py| match class(py, &OPERATIONAL, "OperationalError").and_then(|c| c.call1((msg,))) {
-        Ok(e) => PyErr::from_value(e),
-        Err(e) => e,
+    Python::attach(|py| {
+        match class(py, &OPERATIONAL, "OperationalError").and_then(|c| c.call1((msg,))) {
+            Ok(e) => PyErr::from_value(e),
+            Err(e) => e,
+        }
     })
 }
 
@@ -42,7 +48,9 @@ pub fn to_py(e: diskcache::Error) -> PyErr {
         E::KeyNotFound => PyKeyError::new_err("key not found"),
         E::InvalidKey(why) => PyValueError::new_err(format!("invalid key: {why}")),
         E::TypeMismatch(why) => PyTypeError::new_err(why),
-        E::Overflow => PyOverflowError::new_err("Python int too large to store as a 64-bit integer"),
+        E::Overflow => {
+            PyOverflowError::new_err("Python int too large to store as a 64-bit integer")
+        }
         E::InvalidArgument(why) => PyValueError::new_err(why),
         E::Io { context, source } => match source.raw_os_error() {
             Some(code) => PyOSError::new_err((code, format!("{context}: {source}"))),

@@ -61,7 +61,8 @@ const RESERVED: [&str; 5] = ["meta", "log", "index", "values", "procs"];
 /// Checks a file name a custom Disk gave (relative to the cache directory): relative, no
 /// `.` or `..` components, no NUL or backslash, not one of the engine's own files.
 fn valid_disk_name(name: &str) -> bool {
-    if name.is_empty() || name.len() > 4096 || name.starts_with('/') || name.contains(['\0', '\\']) {
+    if name.is_empty() || name.len() > 4096 || name.starts_with('/') || name.contains(['\0', '\\'])
+    {
         return false;
     }
     let mut parts = name.split('/');
@@ -166,7 +167,10 @@ impl Store {
                     Ok(py.import("diskcache.core")?.getattr("_wrap_fd")?.unbind())
                 })?;
                 let fd = f.into_raw_fd();
-                return Ok(Some(wrap.bind(py).call1((fd, path.to_string_lossy().into_owned()))?));
+                return Ok(Some(
+                    wrap.bind(py)
+                        .call1((fd, path.to_string_lossy().into_owned()))?,
+                ));
             }
         };
         let decoded = if kind == ValueKind::Python && bytes.first() == Some(&PY_LONG_KEY) {
@@ -223,7 +227,9 @@ impl Store {
         let found = match found {
             Some(f) => f,
             None => {
-                let got = py.detach(|| self.cache.raw_get(key, false)).map_err(to_py)?;
+                let got = py
+                    .detach(|| self.cache.raw_get(key, false))
+                    .map_err(to_py)?;
                 owned = got.ok_or_else(|| errors::corrupt("long key vanished".into()))?;
                 &owned
             }
@@ -268,11 +274,19 @@ impl Store {
                 .map_err(to_py);
         }
         if read {
-            let mut stream = PyStream { file: value, buf: Vec::new(), pos: 0 };
-            return self.cache.prepare_stream(ValueKind::Bytes, &mut stream).map_err(to_py);
+            let mut stream = PyStream {
+                file: value,
+                buf: Vec::new(),
+                pos: 0,
+            };
+            return self
+                .cache
+                .prepare_stream(ValueKind::Bytes, &mut stream)
+                .map_err(to_py);
         }
         let (kind, bytes) = self.codec(py).value(value, binding)?;
-        py.detach(|| self.cache.prepare_bytes(kind, bytes)).map_err(to_py)
+        py.detach(|| self.cache.prepare_bytes(kind, bytes))
+            .map_err(to_py)
     }
 
     /// Decodes a queue or peekitem hit into `((key, value), expire_time, tag)` shapes.
@@ -295,7 +309,14 @@ impl Store {
         };
         let pair = PyTuple::new(py, [k, v.unbind()])?.into_any().unbind();
         let tag = self.tag_py(py, hit.found.tag.as_deref())?;
-        Ok(Some(Self::shape(py, pair, hit.found.expire_time, tag, want_expire, want_tag)?))
+        Ok(Some(Self::shape(
+            py,
+            pair,
+            hit.found.expire_time,
+            tag,
+            want_expire,
+            want_tag,
+        )?))
     }
 
     fn db_key(&self, py: Python<'_>, db_key: &Bound<'_, PyAny>, raw: bool) -> PyResult<Vec<u8>> {
@@ -348,7 +369,8 @@ impl Store {
                     let bad = || errors::corrupt("custom Disk record".into());
                     let mode = r.next().ok_or_else(bad)?;
                     let name_len = rest.get(1..5).ok_or_else(bad)?;
-                    let name_len = u32::from_le_bytes(name_len.try_into().map_err(|_| bad())?) as usize;
+                    let name_len =
+                        u32::from_le_bytes(name_len.try_into().map_err(|_| bad())?) as usize;
                     let name = rest.get(5..5 + name_len).ok_or_else(bad)?;
                     let after = rest.get(5 + name_len..).ok_or_else(bad)?;
                     let filename = if name.is_empty() {
@@ -371,14 +393,21 @@ impl Store {
                             .into_pyobject(py)?
                             .into_any()
                             .unbind(),
-                        4 => PyFloat::new(py, f64::from_le_bytes(payload.try_into().map_err(|_| bad())?))
-                            .into_any()
-                            .unbind(),
+                        4 => PyFloat::new(
+                            py,
+                            f64::from_le_bytes(payload.try_into().map_err(|_| bad())?),
+                        )
+                        .into_any()
+                        .unbind(),
                         _ => return Err(bad()),
                     };
                     (mode, filename, value)
                 }
-                _ => (MODE_PICKLE, none, PyBytes::new(py, &bytes).into_any().unbind()),
+                _ => (
+                    MODE_PICKLE,
+                    none,
+                    PyBytes::new(py, &bytes).into_any().unbind(),
+                ),
             },
             kind => match self.codec(py).decode(py, kind, &bytes, None)? {
                 Decoded::Value(v) => (MODE_RAW, none, v.unbind()),
@@ -387,12 +416,7 @@ impl Store {
         })
     }
 
-    fn disk_hit(
-        &self,
-        py: Python<'_>,
-        hit: Hit,
-        want_key: bool,
-    ) -> PyResult<Py<PyAny>> {
+    fn disk_hit(&self, py: Python<'_>, hit: Hit, want_key: bool) -> PyResult<Py<PyAny>> {
         let et = hit.found.expire_time;
         let tag = self.tag_py(py, hit.found.tag.as_deref())?;
         let key = hit.key.unwrap_or_default();
@@ -405,9 +429,13 @@ impl Store {
         if want_key {
             let (k, raw) = self.db_key_py(py, &key)?;
             let raw = raw.into_pyobject(py)?.to_owned().into_any().unbind();
-            Ok(PyTuple::new(py, [k, raw, mode, filename, value, et, tag])?.into_any().unbind())
+            Ok(PyTuple::new(py, [k, raw, mode, filename, value, et, tag])?
+                .into_any()
+                .unbind())
         } else {
-            Ok(PyTuple::new(py, [mode, filename, value, et, tag])?.into_any().unbind())
+            Ok(PyTuple::new(py, [mode, filename, value, et, tag])?
+                .into_any()
+                .unbind())
         }
     }
 }
@@ -416,11 +444,14 @@ fn number(obj: &Bound<'_, PyAny>) -> PyResult<Number> {
     if obj.is_exact_instance_of::<PyFloat>() {
         return Ok(Number::Float(obj.extract()?));
     }
-    if obj.is_instance_of::<PyInt>() && !obj.is_instance_of::<pyo3::types::PyBool>() || obj.is_exact_instance_of::<pyo3::types::PyBool>() {
-        return obj
-            .extract::<i64>()
-            .map(Number::Int)
-            .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("Python int too large to store as a 64-bit integer"));
+    if obj.is_instance_of::<PyInt>() && !obj.is_instance_of::<pyo3::types::PyBool>()
+        || obj.is_exact_instance_of::<pyo3::types::PyBool>()
+    {
+        return obj.extract::<i64>().map(Number::Int).map_err(|_| {
+            pyo3::exceptions::PyOverflowError::new_err(
+                "Python int too large to store as a 64-bit integer",
+            )
+        });
     }
     Err(PyTypeError::new_err("incr needs an int or a float delta"))
 }
@@ -466,7 +497,11 @@ impl Store {
     }
 
     /// The encoded key of `key`.
-    fn encode_key<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    fn encode_key<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         Ok(PyBytes::new(py, &self.codec(py).key(key)?))
     }
 
@@ -483,7 +518,9 @@ impl Store {
         tag: bool,
     ) -> PyResult<Py<PyAny>> {
         let (k, _) = self.skey(py, key)?;
-        let got = py.detach(|| with_clock(now, || self.cache.raw_get(&k, read))).map_err(to_py)?;
+        let got = py
+            .detach(|| with_clock(now, || self.cache.raw_get(&k, read)))
+            .map_err(to_py)?;
         if let Some(f) = got {
             let (et, t) = (f.expire_time, f.tag.clone());
             if let Some(v) = self.value_py(py, &k, f.data, f.kind, now)? {
@@ -519,18 +556,31 @@ impl Store {
         let binding = long.clone().unwrap_or_else(|| k.clone());
         let prepared = self.prepare_for(py, value, read, &binding, long.as_deref())?;
         let et = secs(expire.map(|e| now + e));
-        py.detach(|| with_clock(now, || self.cache.raw_put(&k, prepared, et, t, only_if_absent, retry)))
-            .map_err(to_py)
+        py.detach(|| {
+            with_clock(now, || {
+                self.cache
+                    .raw_put(&k, prepared, et, t, only_if_absent, retry)
+            })
+        })
+        .map_err(to_py)
     }
 
     fn contains(&self, py: Python<'_>, key: &Bound<'_, PyAny>, now: f64) -> PyResult<bool> {
         let (k, _) = self.skey(py, key)?;
-        py.detach(|| with_clock(now, || self.cache.raw_contains(&k))).map_err(to_py)
+        py.detach(|| with_clock(now, || self.cache.raw_contains(&k)))
+            .map_err(to_py)
     }
 
-    fn delete(&self, py: Python<'_>, key: &Bound<'_, PyAny>, now: f64, retry: bool) -> PyResult<bool> {
+    fn delete(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        now: f64,
+        retry: bool,
+    ) -> PyResult<bool> {
         let (k, _) = self.skey(py, key)?;
-        py.detach(|| with_clock(now, || self.cache.raw_delete(&k, retry))).map_err(to_py)
+        py.detach(|| with_clock(now, || self.cache.raw_delete(&k, retry)))
+            .map_err(to_py)
     }
 
     #[pyo3(signature = (key, now, default, expire_time=false, tag=false, retry=false))]
@@ -546,7 +596,9 @@ impl Store {
         retry: bool,
     ) -> PyResult<Py<PyAny>> {
         let (k, _) = self.skey(py, key)?;
-        let got = py.detach(|| with_clock(now, || self.cache.raw_pop(&k, retry))).map_err(to_py)?;
+        let got = py
+            .detach(|| with_clock(now, || self.cache.raw_pop(&k, retry)))
+            .map_err(to_py)?;
         if let Some(f) = got {
             let (et, t) = (f.expire_time, f.tag.clone());
             if let Some(v) = self.value_py(py, &k, f.data, f.kind, now)? {
@@ -557,10 +609,18 @@ impl Store {
         Self::shape(py, default, None, py.None(), expire_time, tag)
     }
 
-    fn touch(&self, py: Python<'_>, key: &Bound<'_, PyAny>, now: f64, expire: Option<f64>, retry: bool) -> PyResult<bool> {
+    fn touch(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        now: f64,
+        expire: Option<f64>,
+        retry: bool,
+    ) -> PyResult<bool> {
         let (k, _) = self.skey(py, key)?;
         let et = secs(expire.map(|e| now + e));
-        py.detach(|| with_clock(now, || self.cache.raw_touch(&k, et, retry))).map_err(to_py)
+        py.detach(|| with_clock(now, || self.cache.raw_touch(&k, et, retry)))
+            .map_err(to_py)
     }
 
     fn incr(
@@ -574,10 +634,16 @@ impl Store {
     ) -> PyResult<Py<PyAny>> {
         let (k, _) = self.skey(py, key)?;
         let delta = number(delta)?;
-        let default = if default.is_none() { None } else { Some(number(default)?) };
+        let default = if default.is_none() {
+            None
+        } else {
+            Some(number(default)?)
+        };
         match py.detach(|| with_clock(now, || self.cache.raw_incr(&k, delta, default, retry))) {
             Ok(n) => number_py(py, n),
-            Err(diskcache::Error::KeyNotFound) => Err(pyo3::exceptions::PyKeyError::new_err(key.clone().unbind())),
+            Err(diskcache::Error::KeyNotFound) => {
+                Err(pyo3::exceptions::PyKeyError::new_err(key.clone().unbind()))
+            }
             Err(e) => Err(to_py(e)),
         }
     }
@@ -603,9 +669,17 @@ impl Store {
         let prepared = self.prepare(py, value, read, &push_binding(prefix.as_deref()))?;
         let et = secs(expire.map(|e| now + e));
         let key = py
-            .detach(|| with_clock(now, || self.cache.raw_push(prepared, prefix.as_deref(), front, et, t, retry)))
+            .detach(|| {
+                with_clock(now, || {
+                    self.cache
+                        .raw_push(prepared, prefix.as_deref(), front, et, t, retry)
+                })
+            })
             .map_err(to_py)?;
-        Ok(self.codec(py).key_to_py(py, &key)?.map_or_else(|| py.None(), Bound::unbind))
+        Ok(self
+            .codec(py)
+            .key_to_py(py, &key)?
+            .map_or_else(|| py.None(), Bound::unbind))
     }
 
     /// `pull` (take = true) or `peek`; `None` when the queue is empty.
@@ -634,8 +708,13 @@ impl Store {
                     })
                 })
                 .map_err(to_py)?;
-            let Some((key, found)) = got else { return Ok(None) };
-            let hit = Hit { key: Some(key), found };
+            let Some((key, found)) = got else {
+                return Ok(None);
+            };
+            let hit = Hit {
+                key: Some(key),
+                found,
+            };
             if let Some(item) = self.item_py(py, hit, now, expire_time, tag)? {
                 return Ok(Some(item));
             }
@@ -656,8 +735,13 @@ impl Store {
             let got = py
                 .detach(|| with_clock(now, || self.cache.raw_peekitem(last, retry)))
                 .map_err(to_py)?;
-            let Some((key, found)) = got else { return Ok(None) };
-            let hit = Hit { key: Some(key), found };
+            let Some((key, found)) = got else {
+                return Ok(None);
+            };
+            let hit = Hit {
+                key: Some(key),
+                found,
+            };
             if let Some(item) = self.item_py(py, hit, now, expire_time, tag)? {
                 return Ok(Some(item));
             }
@@ -671,6 +755,7 @@ impl Store {
     /// A page of keys: `(keys, cursor)`; `cursor` is None at the end. Pickled keys whose
     /// MAC fails are left out. With `disk`, keys come as `(db_key, raw)` pairs.
     #[pyo3(signature = (sorted, rev, cursor, upto, limit, disk=false))]
+    #[allow(clippy::too_many_arguments)]
     fn keys(
         &self,
         py: Python<'_>,
@@ -682,7 +767,10 @@ impl Store {
         disk: bool,
     ) -> PyResult<(Py<PyList>, Option<Py<PyBytes>>)> {
         let (keys, next) = py
-            .detach(|| self.cache.raw_keys(sorted, rev, cursor.as_deref(), upto, limit))
+            .detach(|| {
+                self.cache
+                    .raw_keys(sorted, rev, cursor.as_deref(), upto, limit)
+            })
             .map_err(to_py)?;
         let out = PyList::empty(py);
         for k in keys {
@@ -715,7 +803,8 @@ impl Store {
     }
 
     fn expire_some(&self, py: Python<'_>, now: f64, limit: usize) -> PyResult<u64> {
-        py.detach(|| with_clock(now, || self.cache.expire_some(now, limit))).map_err(to_py)
+        py.detach(|| with_clock(now, || self.cache.expire_some(now, limit)))
+            .map_err(to_py)
     }
 
     fn cull_some(&self, py: Python<'_>, limit: usize) -> PyResult<u64> {
@@ -723,26 +812,38 @@ impl Store {
     }
 
     /// One batch of `evict`: `(removed, next)`; `next` is None when done.
-    fn evict_some(&self, py: Python<'_>, tag: &Bound<'_, PyAny>, after: u64, limit: usize) -> PyResult<(u64, Option<u64>)> {
+    fn evict_some(
+        &self,
+        py: Python<'_>,
+        tag: &Bound<'_, PyAny>,
+        after: u64,
+        limit: usize,
+    ) -> PyResult<(u64, Option<u64>)> {
         let Some(t) = self.tag_key(py, tag)? else {
             return Ok((0, None));
         };
-        py.detach(|| self.cache.evict_some(&t, after, limit)).map_err(to_py)
+        py.detach(|| self.cache.evict_some(&t, after, limit))
+            .map_err(to_py)
     }
 
     fn begin(&self, py: Python<'_>, retry: bool) -> PyResult<()> {
-        py.detach(|| self.cache.begin_transaction(retry)).map_err(to_py)
+        py.detach(|| self.cache.begin_transaction(retry))
+            .map_err(to_py)
     }
 
     fn end(&self, py: Python<'_>, commit: bool) -> PyResult<()> {
-        let how = if commit { TxnControl::Commit } else { TxnControl::Rollback };
+        let how = if commit {
+            TxnControl::Commit
+        } else {
+            TxnControl::Rollback
+        };
         py.detach(|| self.cache.end_transaction(how)).map_err(to_py)
     }
 
     /// Stores a setting given as JSON text; returns the stored value as JSON text.
     fn reset(&self, py: Python<'_>, name: String, value_json: String) -> PyResult<String> {
-        let v: serde_json::Value = serde_json::from_str(&value_json)
-            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&value_json).map_err(|e| PyValueError::new_err(e.to_string()))?;
         let stored = py.detach(|| self.cache.reset(&name, v)).map_err(to_py)?;
         Ok(stored.to_string())
     }
@@ -766,7 +867,9 @@ impl Store {
     /// `check(fix)`: a list of `(kind, message)` pairs.
     fn check(&self, py: Python<'_>, fix: bool) -> PyResult<Vec<(String, String)>> {
         let w = py.detach(|| self.cache.check(fix)).map_err(to_py)?;
-        Ok(w.into_iter().map(|w| (format!("{:?}", w.kind), w.message)).collect())
+        Ok(w.into_iter()
+            .map(|w| (format!("{:?}", w.kind), w.message))
+            .collect())
     }
 
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
@@ -781,15 +884,31 @@ impl Store {
     // --- custom Disk: keys and records as the Disk made them ---
 
     /// The stored key of a custom Disk's `(db_key, raw)`.
-    fn disk_key(&self, py: Python<'_>, db_key: &Bound<'_, PyAny>, raw: bool) -> PyResult<StoredKey> {
-        Ok(StoredKey { bytes: self.db_key(py, db_key, raw)? })
+    fn disk_key(
+        &self,
+        py: Python<'_>,
+        db_key: &Bound<'_, PyAny>,
+        raw: bool,
+    ) -> PyResult<StoredKey> {
+        Ok(StoredKey {
+            bytes: self.db_key(py, db_key, raw)?,
+        })
     }
 
     #[pyo3(signature = (db_key, raw, now))]
-    fn disk_get(&self, py: Python<'_>, db_key: &Bound<'_, PyAny>, raw: bool, now: f64) -> PyResult<Option<Py<PyAny>>> {
+    fn disk_get(
+        &self,
+        py: Python<'_>,
+        db_key: &Bound<'_, PyAny>,
+        raw: bool,
+        now: f64,
+    ) -> PyResult<Option<Py<PyAny>>> {
         let k = self.db_key(py, db_key, raw)?;
-        let got = py.detach(|| with_clock(now, || self.cache.raw_get(&k, false))).map_err(to_py)?;
-        got.map(|found| self.disk_hit(py, Hit { key: None, found }, false)).transpose()
+        let got = py
+            .detach(|| with_clock(now, || self.cache.raw_get(&k, false)))
+            .map_err(to_py)?;
+        got.map(|found| self.disk_hit(py, Hit { key: None, found }, false))
+            .transpose()
     }
 
     #[pyo3(signature = (db_key, raw, mode, filename, db_value, now, expire=None, tag=None, retry=false, only_if_absent=false))]
@@ -814,23 +933,48 @@ impl Store {
             None => None,
         };
         let record = disk_record_bytes(mode, filename.as_deref(), db_value)?;
-        let prepared = py.detach(|| self.cache.prepare_bytes(ValueKind::Python, record)).map_err(to_py)?;
+        let prepared = py
+            .detach(|| self.cache.prepare_bytes(ValueKind::Python, record))
+            .map_err(to_py)?;
         let et = secs(expire.map(|e| now + e));
-        py.detach(|| with_clock(now, || self.cache.raw_put(&k, prepared, et, t, only_if_absent, retry)))
-            .map_err(to_py)
+        py.detach(|| {
+            with_clock(now, || {
+                self.cache
+                    .raw_put(&k, prepared, et, t, only_if_absent, retry)
+            })
+        })
+        .map_err(to_py)
     }
 
     #[pyo3(signature = (db_key, raw, now, retry=false))]
-    fn disk_pop(&self, py: Python<'_>, db_key: &Bound<'_, PyAny>, raw: bool, now: f64, retry: bool) -> PyResult<Option<Py<PyAny>>> {
+    fn disk_pop(
+        &self,
+        py: Python<'_>,
+        db_key: &Bound<'_, PyAny>,
+        raw: bool,
+        now: f64,
+        retry: bool,
+    ) -> PyResult<Option<Py<PyAny>>> {
         let k = self.db_key(py, db_key, raw)?;
-        let got = py.detach(|| with_clock(now, || self.cache.raw_pop(&k, retry))).map_err(to_py)?;
-        got.map(|found| self.disk_hit(py, Hit { key: None, found }, false)).transpose()
+        let got = py
+            .detach(|| with_clock(now, || self.cache.raw_pop(&k, retry)))
+            .map_err(to_py)?;
+        got.map(|found| self.disk_hit(py, Hit { key: None, found }, false))
+            .transpose()
     }
 
     /// A custom Disk's `pull` (take) or `peek`: `(db_key, raw, mode, filename, value,
     /// expire_time, tag)` or None.
     #[pyo3(signature = (take, now, prefix=None, front=true, retry=false))]
-    fn disk_pull(&self, py: Python<'_>, take: bool, now: f64, prefix: Option<String>, front: bool, retry: bool) -> PyResult<Option<Py<PyAny>>> {
+    fn disk_pull(
+        &self,
+        py: Python<'_>,
+        take: bool,
+        now: f64,
+        prefix: Option<String>,
+        front: bool,
+        retry: bool,
+    ) -> PyResult<Option<Py<PyAny>>> {
         let got = py
             .detach(|| {
                 with_clock(now, || {
@@ -842,15 +986,41 @@ impl Store {
                 })
             })
             .map_err(to_py)?;
-        got.map(|(key, found)| self.disk_hit(py, Hit { key: Some(key), found }, true)).transpose()
+        got.map(|(key, found)| {
+            self.disk_hit(
+                py,
+                Hit {
+                    key: Some(key),
+                    found,
+                },
+                true,
+            )
+        })
+        .transpose()
     }
 
     #[pyo3(signature = (last, now, retry=false))]
-    fn disk_peekitem(&self, py: Python<'_>, last: bool, now: f64, retry: bool) -> PyResult<Option<Py<PyAny>>> {
+    fn disk_peekitem(
+        &self,
+        py: Python<'_>,
+        last: bool,
+        now: f64,
+        retry: bool,
+    ) -> PyResult<Option<Py<PyAny>>> {
         let got = py
             .detach(|| with_clock(now, || self.cache.raw_peekitem(last, retry)))
             .map_err(to_py)?;
-        got.map(|(key, found)| self.disk_hit(py, Hit { key: Some(key), found }, true)).transpose()
+        got.map(|(key, found)| {
+            self.disk_hit(
+                py,
+                Hit {
+                    key: Some(key),
+                    found,
+                },
+                true,
+            )
+        })
+        .transpose()
     }
 
     /// A custom Disk's `push`: stores its record under the next queue key; returns the key.
@@ -874,17 +1044,31 @@ impl Store {
             None => None,
         };
         let record = disk_record_bytes(mode, filename.as_deref(), db_value)?;
-        let prepared = py.detach(|| self.cache.prepare_bytes(ValueKind::Python, record)).map_err(to_py)?;
+        let prepared = py
+            .detach(|| self.cache.prepare_bytes(ValueKind::Python, record))
+            .map_err(to_py)?;
         let et = secs(expire.map(|e| now + e));
         let key = py
-            .detach(|| with_clock(now, || self.cache.raw_push(prepared, prefix.as_deref(), front, et, t, retry)))
+            .detach(|| {
+                with_clock(now, || {
+                    self.cache
+                        .raw_push(prepared, prefix.as_deref(), front, et, t, retry)
+                })
+            })
             .map_err(to_py)?;
-        Ok(self.codec(py).key_to_py(py, &key)?.map_or_else(|| py.None(), Bound::unbind))
+        Ok(self
+            .codec(py)
+            .key_to_py(py, &key)?
+            .map_or_else(|| py.None(), Bound::unbind))
     }
 }
 
 /// A custom Disk's record: `0x04, mode, name length u32 LE, name, value type, value`.
-fn disk_record_bytes(mode: u8, filename: Option<&str>, db_value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+fn disk_record_bytes(
+    mode: u8,
+    filename: Option<&str>,
+    db_value: &Bound<'_, PyAny>,
+) -> PyResult<Vec<u8>> {
     if !(MODE_RAW..=MODE_PICKLE).contains(&mode) {
         return Err(PyValueError::new_err(format!("unknown Disk mode {mode}")));
     }
@@ -902,7 +1086,9 @@ fn disk_record_bytes(mode: u8, filename: Option<&str>, db_value: &Bound<'_, PyAn
     } else if let Ok(b) = db_value.cast::<PyBytes>() {
         out.push(1);
         out.extend_from_slice(b.as_bytes());
-    } else if db_value.is_instance_of::<pyo3::types::PyByteArray>() || db_value.is_instance_of::<pyo3::types::PyMemoryView>() {
+    } else if db_value.is_instance_of::<pyo3::types::PyByteArray>()
+        || db_value.is_instance_of::<pyo3::types::PyMemoryView>()
+    {
         out.push(1);
         out.extend_from_slice(&db_value.extract::<Vec<u8>>()?);
     } else if db_value.is_exact_instance_of::<PyString>() {
@@ -913,9 +1099,11 @@ fn disk_record_bytes(mode: u8, filename: Option<&str>, db_value: &Bound<'_, PyAn
         out.extend_from_slice(&db_value.extract::<f64>()?.to_le_bytes());
     } else if db_value.is_instance_of::<PyInt>() {
         out.push(3);
-        let i: i64 = db_value
-            .extract()
-            .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("Python int too large to store as a 64-bit integer"))?;
+        let i: i64 = db_value.extract().map_err(|_| {
+            pyo3::exceptions::PyOverflowError::new_err(
+                "Python int too large to store as a 64-bit integer",
+            )
+        })?;
         out.extend_from_slice(&i.to_le_bytes());
     } else {
         return Err(PyTypeError::new_err(

@@ -47,6 +47,9 @@ pub struct RawFound {
     pub tag: Option<Vec<u8>>,
 }
 
+/// A page of encoded keys and the cursor to continue after (`None`: the last page).
+pub type KeyPage = (Vec<Vec<u8>>, Option<Vec<u8>>);
+
 /// A number for [`Cache::raw_incr`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Number {
@@ -66,7 +69,9 @@ pub struct Prepared {
 
 impl std::fmt::Debug for Prepared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Prepared").field("kind", &self.nv.kind).finish()
+        f.debug_struct("Prepared")
+            .field("kind", &self.nv.kind)
+            .finish()
     }
 }
 
@@ -294,11 +299,11 @@ impl<C: Codec> Cache<C> {
                 let (start, keep) = match live {
                     Some(r) => {
                         let n = match (r.kind, r.data) {
-                            (ValueKind::Int, Data::Inline(b)) => Number::Int(i64::from_le_bytes(
-                                b.try_into().map_err(|_| {
+                            (ValueKind::Int, Data::Inline(b)) => {
+                                Number::Int(i64::from_le_bytes(b.try_into().map_err(|_| {
                                     Error::corrupted("primary tree", 0, "integer is not 8 bytes")
-                                })?,
-                            )),
+                                })?))
+                            }
                             (ValueKind::Float, Data::Inline(b)) => {
                                 Number::Float(f64::from_le_bytes(b.try_into().map_err(|_| {
                                     Error::corrupted("primary tree", 0, "float is not 8 bytes")
@@ -321,14 +326,24 @@ impl<C: Codec> Cache<C> {
                     Number::Float(f) => (ValueKind::Float, f.to_le_bytes().to_vec()),
                 };
                 let nv = NewValue::inline(kind, bytes);
-                let old = rec.as_ref().map(|r| entries::Meta::of(r, key.len(), raw_len));
+                let old = rec
+                    .as_ref()
+                    .map(|r| entries::Meta::of(r, key.len(), raw_len));
                 let w = Write {
                     key,
                     value: &nv,
-                    expire_time: if keep { live.and_then(|r| r.expire_time) } else { None },
+                    expire_time: if keep {
+                        live.and_then(|r| r.expire_time)
+                    } else {
+                        None
+                    },
                     tag: if keep { live.and_then(|r| r.tag) } else { None },
                     now,
-                    on_access: if keep { OnAccess::Touch } else { OnAccess::Reset },
+                    on_access: if keep {
+                        OnAccess::Touch
+                    } else {
+                        OnAccess::Reset
+                    },
                 };
                 entries::write(txn, s, old.as_ref(), &w)?;
                 if !keep {
@@ -411,7 +426,7 @@ impl<C: Codec> Cache<C> {
         cursor: Option<&[u8]>,
         upto_rowid: u64,
         limit: usize,
-    ) -> Result<(Vec<Vec<u8>>, Option<Vec<u8>>)> {
+    ) -> Result<KeyPage> {
         let (t, hi) = if sorted {
             (tree::PRIMARY, None)
         } else {
@@ -445,9 +460,8 @@ impl<C: Codec> Cache<C> {
     /// [`Cache::clear`]); returns how many.
     pub fn clear_some(&self, limit: usize) -> Result<u64> {
         self.write(|txn, s| {
-            let rowids = txn.view(|v| {
-                entries::first_rowids(v, tree::ROWID, Bound::Unbounded, limit as u64)
-            })?;
+            let rowids = txn
+                .view(|v| entries::first_rowids(v, tree::ROWID, Bound::Unbounded, limit as u64))?;
             remove_rowids(txn, s, &rowids)
         })
     }
@@ -476,9 +490,8 @@ impl<C: Codec> Cache<C> {
             {
                 return Ok(0);
             }
-            let rowids = txn.view(|v| {
-                entries::first_rowids(v, tree::CULL, Bound::Unbounded, limit as u64)
-            })?;
+            let rowids =
+                txn.view(|v| entries::first_rowids(v, tree::CULL, Bound::Unbounded, limit as u64))?;
             let mut n = 0;
             for r in rowids {
                 if txn.view(entries::volume) <= s.size_limit {
@@ -525,16 +538,30 @@ impl<C: Codec> Cache<C> {
                         txn.del(tree::TAG, entries::tag_key(tag, *r));
                     }
                 }
-                return Ok((n, if done && n == rowids.len() as u64 { None } else { Some(0) }));
+                return Ok((
+                    n,
+                    if done && n == rowids.len() as u64 {
+                        None
+                    } else {
+                        Some(0)
+                    },
+                ));
             }
             let (matches, next) = txn.view(|v| {
                 let lo = entries::rowid_key(after);
                 let mut out = Vec::new();
                 let mut next = None;
                 let mut scanned = 0;
-                for item in v.range(tree::ROWID, Bound::Excluded(&lo[..]), Bound::Unbounded, false)? {
+                for item in v.range(
+                    tree::ROWID,
+                    Bound::Excluded(&lo[..]),
+                    Bound::Unbounded,
+                    false,
+                )? {
                     let (rk, key) = item?;
-                    let Some(rowid) = entries::rowid_of(rk) else { continue };
+                    let Some(rowid) = entries::rowid_of(rk) else {
+                        continue;
+                    };
                     scanned += 1;
                     next = Some(rowid);
                     if let Some(raw) = v.get(tree::PRIMARY, key)? {

@@ -13,6 +13,7 @@ mod removal;
 pub(crate) mod settings;
 mod value;
 
+pub use binding::{Number, Prepared, RawData, RawFound, TxnControl};
 pub use check::{Warning, WarningKind};
 pub(crate) use core::StoreTimeout;
 pub(crate) use iter::Live;
@@ -23,7 +24,6 @@ pub use queue::{QueueOptions, Side};
 pub use raw::{RawEntry, ValueKind};
 pub use settings::EvictionPolicy;
 pub(crate) use settings::SIZE_LIMIT as SIZE_LIMIT_SETTING;
-pub use binding::{Number, Prepared, RawData, RawFound, TxnControl};
 pub use value::{with_clock, Entry, SetOptions, Value, ValueReader};
 
 use crate::codec::{Bincode, Codec};

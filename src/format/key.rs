@@ -306,7 +306,8 @@ pub fn validate(key: &[u8]) -> Result<(), DecodeError> {
         }
         TAG_COMPOSITE => skip_element(&mut r, 0)?,
         TAG_PY_PLAIN => {
-            super::plain::validate(r.rest()).map_err(|e| DecodeError::new(1 + e.offset, e.detail))?;
+            super::plain::validate(r.rest())
+                .map_err(|e| DecodeError::new(1 + e.offset, e.detail))?;
         }
         TAG_PY_PICKLE => {
             if r.rest().len() <= PICKLE_MAC_LEN {

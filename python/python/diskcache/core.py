@@ -22,6 +22,7 @@ import errno
 import functools as ft
 import io
 import json
+import math
 import os
 import os.path as op
 import pickle
@@ -470,13 +471,17 @@ if hasattr(os, 'register_at_fork'):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _jsonable(value):
+_NUMERIC_SETTINGS = ('size_limit', 'cull_limit', 'disk_min_file_size')
+
+
+def _stored(key, value):
+    """A setting as the engine stores it: whole bytes and counts are integers (a
+    FanoutCache divides its size limit among its shards)."""
+    if key in _NUMERIC_SETTINGS and isinstance(value, float) and math.isfinite(value):
+        return int(value)
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
-
-
-_NUMERIC_SETTINGS = ('size_limit', 'cull_limit', 'disk_min_file_size')
 
 _WARNING_KINDS = {
     'UnknownFile': UnknownFileWarning,
@@ -548,12 +553,12 @@ class Cache:
         changes = {
             key: value
             for key, value in sets.items()
-            if key not in stored or stored[key] != _jsonable(value)
+            if key not in stored or stored[key] != _stored(key, value)
         }
         if changes:
             with self._transact(retry=True):
                 for key, value in changes.items():
-                    self._store.reset(key, json.dumps(_jsonable(value)))
+                    self._store.reset(key, json.dumps(_stored(key, value)))
 
         disk_args = {key[5:]: value for key, value in sets.items() if key.startswith('disk_')}
         self._disk = disk(directory, **disk_args)
@@ -1117,7 +1122,7 @@ class Cache:
             setattr(self, key, value)
             return value
         if update and key not in METADATA:
-            self._store.reset(key, json.dumps(_jsonable(value)))
+            self._store.reset(key, json.dumps(_stored(key, value)))
         if key.startswith('disk_'):
             setattr(self._disk, key[5:], value)
             if key == 'disk_pickle_protocol':

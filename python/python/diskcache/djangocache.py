@@ -14,6 +14,20 @@ Configure it in ``settings.CACHES``::
     }
 
 Values are signed with a key derived from ``SECRET_KEY`` when they need pickle.
+
+>>> import tempfile
+>>> from django.conf import settings
+>>> _ = settings.configured or settings.configure(SECRET_KEY='doctest only')
+>>> cache = DjangoCache(tempfile.mkdtemp(), {'TIMEOUT': 60, 'SHARDS': 2})
+>>> cache.set('greeting', 'hello')
+True
+>>> cache.get('greeting'), cache.get('missing', 'default')
+('hello', 'default')
+>>> cache.incr('hits', default=0), cache.incr('hits')
+(1, 2)
+>>> cache.get_backend_timeout(0), cache.get_backend_timeout(None)
+(-1, None)
+>>> cache.close()
 """
 
 from functools import wraps
