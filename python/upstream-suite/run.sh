@@ -11,7 +11,7 @@ trap 'rm -rf "$WORK"' EXIT
 # Only tests/: an extracted diskcache/ would shadow the package under test.
 tar xzf "$WORK/diskcache-5.6.3.tar.gz" -C "$WORK" --strip-components=1 diskcache-5.6.3/tests
 touch "$WORK/tests/__init__.py"
-cp "$SUP/settings.py" "$SUP/models.py" "$SUP/conftest.py" "$WORK/tests/"
+cp "$SUP/settings.py" "$SUP/models.py" "$SUP/conftest.py" "$SUP/known-failures.txt" "$WORK/tests/"
 mapfile -t DESELECT < <(sed -e '/^#/d' -e '/^$/d' -e 's/^/--deselect=/' "$SUP/deselect.txt")
 # Without rsync, the two rsync tests would pass without testing anything.
 command -v rsync >/dev/null || { apt-get update -qq && apt-get install -y -qq rsync >/dev/null; }
