@@ -113,7 +113,8 @@ fn pickle_fn<'py>(
 /// How Python objects are encoded: the pickle protocol and the pickle secret.
 #[pyclass(frozen, module = "diskcache._core")]
 pub struct Codec {
-    secret: Option<Vec<u8>>,
+    /// HMAC-SHA256 keyed with the secret (cloned per MAC: the key schedule runs once).
+    keyed: Option<Hmac<Sha256>>,
     signed: bool,
     protocol: std::sync::atomic::AtomicI32,
 }
@@ -127,10 +128,22 @@ pub enum Decoded<'py> {
     Refused,
 }
 
-fn mac(secret: &[u8], domain: &[u8], binding: &[u8], payload: &[u8]) -> [u8; MAC_LEN] {
-    // HMAC accepts keys of any length.
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(secret)
-        .unwrap_or_else(|_| <Hmac<Sha256> as Mac>::new_from_slice(b"").expect("empty key"));
+fn keyed_or_empty(keyed: Option<&Hmac<Sha256>>) -> Option<Hmac<Sha256>> {
+    match keyed {
+        Some(k) => Some(k.clone()),
+        None => <Hmac<Sha256> as Mac>::new_from_slice(b"").ok(),
+    }
+}
+
+fn mac(
+    keyed: Option<&Hmac<Sha256>>,
+    domain: &[u8],
+    binding: &[u8],
+    payload: &[u8],
+) -> [u8; MAC_LEN] {
+    let Some(mut m) = keyed_or_empty(keyed) else {
+        return [0u8; MAC_LEN];
+    };
     m.update(domain);
     m.update(&(binding.len() as u64).to_le_bytes());
     m.update(binding);
@@ -138,8 +151,14 @@ fn mac(secret: &[u8], domain: &[u8], binding: &[u8], payload: &[u8]) -> [u8; MAC
     m.finalize().into_bytes().into()
 }
 
-fn mac_ok(secret: &[u8], domain: &[u8], binding: &[u8], payload: &[u8], tag: &[u8]) -> bool {
-    let Ok(mut m) = <Hmac<Sha256> as Mac>::new_from_slice(secret) else {
+fn mac_ok(
+    keyed: Option<&Hmac<Sha256>>,
+    domain: &[u8],
+    binding: &[u8],
+    payload: &[u8],
+    tag: &[u8],
+) -> bool {
+    let Some(mut m) = keyed_or_empty(keyed) else {
         return false;
     };
     m.update(domain);
@@ -357,15 +376,14 @@ pub fn push_binding(prefix: Option<&str>) -> Vec<u8> {
 
 impl Codec {
     pub fn create(secret: Option<Vec<u8>>, signed: bool, protocol: i32) -> Codec {
+        let keyed = secret
+            .as_deref()
+            .and_then(|k| <Hmac<Sha256> as Mac>::new_from_slice(k).ok());
         Codec {
-            secret,
+            keyed,
             signed,
             protocol: std::sync::atomic::AtomicI32::new(protocol),
         }
-    }
-
-    fn secret(&self) -> &[u8] {
-        self.secret.as_deref().unwrap_or_default()
     }
 
     fn dumps(&self, obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
@@ -417,7 +435,7 @@ impl Codec {
         out.push(TAG_PY_PICKLE);
         out.extend_from_slice(&pickled);
         if self.signed {
-            out.extend_from_slice(&mac(self.secret(), KEY_DOMAIN, b"", &pickled));
+            out.extend_from_slice(&mac(self.keyed.as_ref(), KEY_DOMAIN, b"", &pickled));
         } else {
             out.extend_from_slice(&[0u8; MAC_LEN]);
         }
@@ -447,7 +465,7 @@ impl Codec {
                     return Ok(None);
                 };
                 let (pickled, tag) = body.split_at(split);
-                if self.signed && !mac_ok(self.secret(), KEY_DOMAIN, b"", pickled, tag) {
+                if self.signed && !mac_ok(self.keyed.as_ref(), KEY_DOMAIN, b"", pickled, tag) {
                     return Ok(None);
                 }
                 self.loads(py, pickled)?
@@ -499,7 +517,7 @@ impl Codec {
         let mut out = Vec::with_capacity(1 + MAC_LEN + pickled.len());
         if self.signed {
             out.push(PY_PICKLE_SIGNED);
-            out.extend_from_slice(&mac(self.secret(), VALUE_DOMAIN, binding, &pickled));
+            out.extend_from_slice(&mac(self.keyed.as_ref(), VALUE_DOMAIN, binding, &pickled));
         } else {
             out.push(PY_PICKLE_UNSIGNED);
         }
@@ -568,10 +586,10 @@ impl Codec {
                 let (tag, pickled) = body.split_at(MAC_LEN);
                 if self.signed {
                     let binding = key.unwrap_or_default();
-                    let ok = mac_ok(self.secret(), VALUE_DOMAIN, binding, pickled, tag)
-                        || key
-                            .and_then(queue_binding)
-                            .is_some_and(|q| mac_ok(self.secret(), VALUE_DOMAIN, &q, pickled, tag));
+                    let ok = mac_ok(self.keyed.as_ref(), VALUE_DOMAIN, binding, pickled, tag)
+                        || key.and_then(queue_binding).is_some_and(|q| {
+                            mac_ok(self.keyed.as_ref(), VALUE_DOMAIN, &q, pickled, tag)
+                        });
                     if !ok {
                         return Ok(Decoded::Refused);
                     }
