@@ -671,3 +671,148 @@ fn add(a: Number, b: Number) -> Result<Number> {
         (Number::Float(x), Number::Float(y)) => Number::Float(x + y),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{with_clock, Key, PythonKeyKind};
+
+    fn open() -> (tempfile::TempDir, Cache) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = Cache::open(dir.path()).expect("open");
+        (dir, cache)
+    }
+
+    fn put(cache: &Cache, key: &[u8], kind: PubKind, bytes: &[u8], expire: Option<f64>) -> bool {
+        let v = cache.prepare_bytes(kind, bytes.to_vec()).expect("prepare");
+        cache
+            .raw_put(key, v, expire, None, false, false)
+            .expect("put")
+    }
+
+    #[test]
+    fn raw_values_are_read_by_the_typed_api_and_back() {
+        let (_d, cache) = open();
+        let k = Key::Str("k".into()).to_bytes();
+        put(&cache, &k, PubKind::Str, b"text", None);
+        assert_eq!(cache.get::<String>("k").unwrap().as_deref(), Some("text"));
+        cache.set("n", 5i64).unwrap();
+        let got = cache
+            .raw_get(&Key::Str("n".into()).to_bytes(), false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.kind, PubKind::Int);
+        assert!(matches!(got.data, RawData::Bytes(ref b) if b == &5i64.to_le_bytes()));
+    }
+
+    #[test]
+    fn the_callers_clock_decides_expiry() {
+        let (_d, cache) = open();
+        let k = Key::Int(1).to_bytes();
+        with_clock(1000.0, || {
+            put(&cache, &k, PubKind::Bytes, b"v", Some(1010.0))
+        });
+        assert!(with_clock(1005.0, || cache.raw_contains(&k)).unwrap());
+        assert!(!with_clock(1010.0, || cache.raw_contains(&k)).unwrap());
+        assert_eq!(
+            with_clock(1020.0, || cache.expire_some(1020.0, 10)).unwrap(),
+            1
+        );
+    }
+
+    #[test]
+    fn incr_adds_to_ints_and_floats_and_refuses_other_kinds() {
+        let (_d, cache) = open();
+        let k = Key::Str("c".into()).to_bytes();
+        assert_eq!(
+            cache
+                .raw_incr(&k, Number::Int(2), Some(Number::Int(0)), false)
+                .unwrap(),
+            Number::Int(2)
+        );
+        assert_eq!(
+            cache.raw_incr(&k, Number::Float(0.5), None, false).unwrap(),
+            Number::Float(2.5)
+        );
+        assert!(matches!(
+            cache.raw_incr(
+                &Key::Str("x".into()).to_bytes(),
+                Number::Int(1),
+                None,
+                false
+            ),
+            Err(Error::KeyNotFound)
+        ));
+        put(&cache, &k, PubKind::Int, &i64::MAX.to_le_bytes(), None);
+        assert!(matches!(
+            cache.raw_incr(&k, Number::Int(1), None, false),
+            Err(Error::Overflow)
+        ));
+        put(&cache, &k, PubKind::Str, b"s", None);
+        assert!(matches!(
+            cache.raw_incr(&k, Number::Int(1), None, false),
+            Err(Error::TypeMismatch(_))
+        ));
+    }
+
+    #[test]
+    fn split_transactions_commit_or_roll_back() {
+        let (_d, cache) = open();
+        let k = Key::Str("t".into()).to_bytes();
+        cache.begin_transaction(false).unwrap();
+        put(&cache, &k, PubKind::Bytes, b"1", None);
+        cache.end_transaction(TxnControl::Rollback).unwrap();
+        assert!(!cache.raw_contains(&k).unwrap());
+        cache.begin_transaction(false).unwrap();
+        assert!(cache.begin_transaction(false).is_err(), "one per thread");
+        put(&cache, &k, PubKind::Bytes, b"1", None);
+        cache.end_transaction(TxnControl::Commit).unwrap();
+        assert!(cache.raw_contains(&k).unwrap());
+        assert!(cache.end_transaction(TxnControl::Commit).is_err());
+    }
+
+    #[test]
+    fn batches_remove_and_pages_iterate() {
+        let (_d, cache) = open();
+        for i in 0..25 {
+            put(
+                &cache,
+                &Key::Int(i).to_bytes(),
+                PubKind::Int,
+                &(i as i64).to_le_bytes(),
+                None,
+            );
+        }
+        let (page, next) = cache.raw_keys(true, false, None, 0, 10).unwrap();
+        assert_eq!(page.len(), 10);
+        let (rest, end) = cache
+            .raw_keys(true, false, next.as_deref(), 0, 100)
+            .unwrap();
+        assert_eq!(rest.len(), 15);
+        assert!(end.is_none());
+        assert_eq!(cache.clear_some(10).unwrap(), 10);
+        assert_eq!(cache.len().unwrap(), 15);
+    }
+
+    #[test]
+    fn python_keys_decode_as_python_keys() {
+        let mut plain = vec![0x50];
+        crate::plain::PlainWriter::new(&mut plain).value(&crate::plain::PlainValue::Tuple(vec![
+            crate::plain::PlainValue::Int(1),
+            crate::plain::PlainValue::Str("a".into()),
+        ]));
+        let (_d, cache) = open();
+        put(&cache, &plain, PubKind::Bytes, b"v", None);
+        let keys: Vec<Key> = cache.iterkeys().collect::<Result<_>>().unwrap();
+        let Key::Python(p) = &keys[0] else {
+            panic!("not a Python key: {keys:?}")
+        };
+        assert_eq!(p.kind(), PythonKeyKind::Plain);
+        assert!(p.plain().is_some());
+        assert_eq!(Key::from_bytes(&plain).unwrap(), keys[0]);
+        assert!(
+            check_key(&[0x60, 1, 2]).is_err(),
+            "a pickled key needs its MAC"
+        );
+    }
+}
