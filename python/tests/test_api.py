@@ -208,3 +208,39 @@ def test_fanout_swallows_timeouts(fanout):
     with mock.patch.object(fanout, '_shards', shards):
         assert fanout.set('k', 1) is False
         assert fanout.get('k', default='d') == 'd'
+
+
+def test_the_stub_names_every_native_method():
+    import ast
+
+    import diskcache._core as native
+
+    path = os.path.join(os.path.dirname(dc.__file__), '_core.pyi')
+    with open(path) as reader:
+        tree = ast.parse(reader.read())
+    stubbed = {
+        node.name: {item.name for item in node.body if isinstance(item, ast.FunctionDef)}
+        | {item.target.id for item in node.body if isinstance(item, ast.AnnAssign)}
+        for node in tree.body
+        if isinstance(node, ast.ClassDef)
+    }
+    for name in ('Store', 'Codec', 'StoredKey'):
+        actual = {attr for attr in dir(getattr(native, name)) if not attr.startswith('_')}
+        assert actual <= stubbed[name], (name, sorted(actual - stubbed[name]))
+
+
+@pytest.mark.skipif(not hasattr(os, 'fork'), reason='needs os.fork')
+def test_a_handle_made_before_fork_works_in_the_child(cache):
+    cache['parent'] = 1
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            if cache['parent'] == 1:
+                cache['child'] = 2
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert cache['child'] == 2

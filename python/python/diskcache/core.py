@@ -462,7 +462,10 @@ _CACHES = weakref.WeakSet()
 
 
 def _after_fork_in_child():
-    # A transaction open in the parent's thread does not exist in the child.
+    # A lock another thread held at fork time would never be released in the child, and
+    # a transaction open in the parent's thread does not exist in the child.
+    global _SECRETS_LOCK
+    _SECRETS_LOCK = threading.Lock()
     for cache in list(_CACHES):
         cache._local = threading.local()
 
