@@ -24,9 +24,9 @@ pub mod storage;
 mod sys;
 
 pub use cache::{
-    with_clock, Cache, CacheBuilder, Entry, EvictionPolicy, Keys, MemoizeOptions, Memoized, Number,
-    Prepared, QueueOptions, RawData, RawEntry, RawFound, SetOptions, Side, TxnControl, Value,
-    ValueKind, ValueReader, Values, Warning, WarningKind,
+    take_displaced_files, with_clock, Cache, CacheBuilder, Entry, EvictionPolicy, Keys,
+    MemoizeOptions, Memoized, Number, Prepared, QueueOptions, RawData, RawEntry, RawFound,
+    SetOptions, Side, TxnControl, Value, ValueKind, ValueReader, Values, Warning, WarningKind,
 };
 pub use codec::{Bincode, Codec, Json};
 pub use deque::Deque;

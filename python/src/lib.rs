@@ -9,7 +9,10 @@ use codec::{
     is_digest, push_binding, stored_key, unwrap_long, wrap_long, Codec, Decoded, PY_DISK,
     PY_LONG_KEY, TAG_PY_DISK,
 };
-use diskcache::{with_clock, Cache, Number, Prepared, RawData, RawFound, TxnControl, ValueKind};
+use diskcache::{
+    take_displaced_files, with_clock, Cache, Number, Prepared, RawData, RawFound, TxnControl,
+    ValueKind,
+};
 use errors::to_py;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -103,6 +106,13 @@ impl Read for PyStream<'_, '_> {
     }
 }
 
+/// The time now, for operations whose caller gives none.
+fn diskcache_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 fn secs(x: Option<f64>) -> Option<f64> {
     x.filter(|t| t.is_finite())
 }
@@ -112,6 +122,9 @@ fn secs(x: Option<f64>) -> Option<f64> {
 pub struct Store {
     cache: Cache,
     codec: Py<Codec>,
+    /// Files of a custom Disk whose entries this handle's operations removed or replaced,
+    /// for the Python side to remove (`take_displaced`).
+    displaced: std::sync::Mutex<Vec<String>>,
 }
 
 /// What a read returns before decoding.
@@ -121,6 +134,38 @@ struct Hit {
 }
 
 impl Store {
+    /// Runs a cache operation with the GIL released and the caller's clock, keeping the
+    /// custom-Disk files it displaced.
+    fn op<R: Send>(
+        &self,
+        py: Python<'_>,
+        now: f64,
+        f: impl FnOnce() -> diskcache::Result<R> + Send,
+    ) -> PyResult<R> {
+        self.op_raw(py, now, f).map_err(to_py)
+    }
+
+    /// [`Store::op`], with the engine's error.
+    fn op_raw<R: Send>(
+        &self,
+        py: Python<'_>,
+        now: f64,
+        f: impl FnOnce() -> diskcache::Result<R> + Send,
+    ) -> diskcache::Result<R> {
+        let (r, names) = py.detach(|| {
+            let r = with_clock(now, f);
+            (r, take_displaced_files())
+        });
+        if !names.is_empty() {
+            if let Ok(mut d) = self.displaced.lock() {
+                // Bounded: a handle that never takes them (no custom Disk) keeps few.
+                let room = 100_000usize.saturating_sub(d.len());
+                d.extend(names.into_iter().take(room));
+            }
+        }
+        r
+    }
+
     fn codec<'py>(&'py self, py: Python<'py>) -> &'py Codec {
         self.codec.bind(py).get()
     }
@@ -187,7 +232,7 @@ impl Store {
             Decoded::Value(v) => Ok(Some(v)),
             Decoded::Refused => {
                 // A pickle that fails its MAC is never loaded; it is removed as damage.
-                let _ = py.detach(|| with_clock(now, || self.cache.raw_delete(key, false)));
+                let _ = self.op(py, now, || self.cache.raw_delete(key, false));
                 Ok(None)
             }
         }
@@ -488,7 +533,11 @@ impl Store {
                 b.open(&directory)
             })
             .map_err(to_py)?;
-        Ok(Store { cache, codec })
+        Ok(Store {
+            cache,
+            codec,
+            displaced: std::sync::Mutex::new(Vec::new()),
+        })
     }
 
     #[getter]
@@ -518,9 +567,7 @@ impl Store {
         tag: bool,
     ) -> PyResult<Py<PyAny>> {
         let (k, _) = self.skey(py, key)?;
-        let got = py
-            .detach(|| with_clock(now, || self.cache.raw_get(&k, read)))
-            .map_err(to_py)?;
+        let got = self.op(py, now, || self.cache.raw_get(&k, read))?;
         if let Some(f) = got {
             let (et, t) = (f.expire_time, f.tag.clone());
             if let Some(v) = self.value_py(py, &k, f.data, f.kind, now)? {
@@ -556,19 +603,15 @@ impl Store {
         let binding = long.clone().unwrap_or_else(|| k.clone());
         let prepared = self.prepare_for(py, value, read, &binding, long.as_deref())?;
         let et = secs(expire.map(|e| now + e));
-        py.detach(|| {
-            with_clock(now, || {
-                self.cache
-                    .raw_put(&k, prepared, et, t, only_if_absent, retry)
-            })
+        self.op(py, now, || {
+            self.cache
+                .raw_put(&k, prepared, et, t, only_if_absent, retry)
         })
-        .map_err(to_py)
     }
 
     fn contains(&self, py: Python<'_>, key: &Bound<'_, PyAny>, now: f64) -> PyResult<bool> {
         let (k, _) = self.skey(py, key)?;
-        py.detach(|| with_clock(now, || self.cache.raw_contains(&k)))
-            .map_err(to_py)
+        self.op(py, now, || self.cache.raw_contains(&k))
     }
 
     fn delete(
@@ -579,8 +622,7 @@ impl Store {
         retry: bool,
     ) -> PyResult<bool> {
         let (k, _) = self.skey(py, key)?;
-        py.detach(|| with_clock(now, || self.cache.raw_delete(&k, retry)))
-            .map_err(to_py)
+        self.op(py, now, || self.cache.raw_delete(&k, retry))
     }
 
     #[pyo3(signature = (key, now, default, expire_time=false, tag=false, retry=false))]
@@ -596,9 +638,7 @@ impl Store {
         retry: bool,
     ) -> PyResult<Py<PyAny>> {
         let (k, _) = self.skey(py, key)?;
-        let got = py
-            .detach(|| with_clock(now, || self.cache.raw_pop(&k, retry)))
-            .map_err(to_py)?;
+        let got = self.op(py, now, || self.cache.raw_pop(&k, retry))?;
         if let Some(f) = got {
             let (et, t) = (f.expire_time, f.tag.clone());
             if let Some(v) = self.value_py(py, &k, f.data, f.kind, now)? {
@@ -619,8 +659,7 @@ impl Store {
     ) -> PyResult<bool> {
         let (k, _) = self.skey(py, key)?;
         let et = secs(expire.map(|e| now + e));
-        py.detach(|| with_clock(now, || self.cache.raw_touch(&k, et, retry)))
-            .map_err(to_py)
+        self.op(py, now, || self.cache.raw_touch(&k, et, retry))
     }
 
     fn incr(
@@ -639,7 +678,7 @@ impl Store {
         } else {
             Some(number(default)?)
         };
-        match py.detach(|| with_clock(now, || self.cache.raw_incr(&k, delta, default, retry))) {
+        match self.op_raw(py, now, || self.cache.raw_incr(&k, delta, default, retry)) {
             Ok(n) => number_py(py, n),
             Err(diskcache::Error::KeyNotFound) => {
                 Err(pyo3::exceptions::PyKeyError::new_err(key.clone().unbind()))
@@ -668,14 +707,10 @@ impl Store {
         };
         let prepared = self.prepare(py, value, read, &push_binding(prefix.as_deref()))?;
         let et = secs(expire.map(|e| now + e));
-        let key = py
-            .detach(|| {
-                with_clock(now, || {
-                    self.cache
-                        .raw_push(prepared, prefix.as_deref(), front, et, t, retry)
-                })
-            })
-            .map_err(to_py)?;
+        let key = self.op(py, now, || {
+            self.cache
+                .raw_push(prepared, prefix.as_deref(), front, et, t, retry)
+        })?;
         Ok(self
             .codec(py)
             .key_to_py(py, &key)?
@@ -697,17 +732,13 @@ impl Store {
         retry: bool,
     ) -> PyResult<Option<Py<PyAny>>> {
         loop {
-            let got = py
-                .detach(|| {
-                    with_clock(now, || {
-                        if take {
-                            self.cache.raw_pull(prefix.as_deref(), front, retry)
-                        } else {
-                            self.cache.raw_peek(prefix.as_deref(), front, retry)
-                        }
-                    })
-                })
-                .map_err(to_py)?;
+            let got = self.op(py, now, || {
+                if take {
+                    self.cache.raw_pull(prefix.as_deref(), front, retry)
+                } else {
+                    self.cache.raw_peek(prefix.as_deref(), front, retry)
+                }
+            })?;
             let Some((key, found)) = got else {
                 return Ok(None);
             };
@@ -732,9 +763,7 @@ impl Store {
         retry: bool,
     ) -> PyResult<Option<Py<PyAny>>> {
         loop {
-            let got = py
-                .detach(|| with_clock(now, || self.cache.raw_peekitem(last, retry)))
-                .map_err(to_py)?;
+            let got = self.op(py, now, || self.cache.raw_peekitem(last, retry))?;
             let Some((key, found)) = got else {
                 return Ok(None);
             };
@@ -799,16 +828,15 @@ impl Store {
     }
 
     fn clear_some(&self, py: Python<'_>, limit: usize) -> PyResult<u64> {
-        py.detach(|| self.cache.clear_some(limit)).map_err(to_py)
+        self.op(py, diskcache_now(), || self.cache.clear_some(limit))
     }
 
     fn expire_some(&self, py: Python<'_>, now: f64, limit: usize) -> PyResult<u64> {
-        py.detach(|| with_clock(now, || self.cache.expire_some(now, limit)))
-            .map_err(to_py)
+        self.op(py, now, || self.cache.expire_some(now, limit))
     }
 
     fn cull_some(&self, py: Python<'_>, limit: usize) -> PyResult<u64> {
-        py.detach(|| self.cache.cull_some(limit)).map_err(to_py)
+        self.op(py, diskcache_now(), || self.cache.cull_some(limit))
     }
 
     /// One batch of `evict`: `(removed, next)`; `next` is None when done.
@@ -822,8 +850,9 @@ impl Store {
         let Some(t) = self.tag_key(py, tag)? else {
             return Ok((0, None));
         };
-        py.detach(|| self.cache.evict_some(&t, after, limit))
-            .map_err(to_py)
+        self.op(py, diskcache_now(), || {
+            self.cache.evict_some(&t, after, limit)
+        })
     }
 
     fn begin(&self, py: Python<'_>, retry: bool) -> PyResult<()> {
@@ -877,6 +906,15 @@ impl Store {
         py.detach(|| c.close()).map_err(to_py)
     }
 
+    /// Takes the names (relative to the directory) of custom-Disk files whose entries are
+    /// gone; the caller removes them.
+    fn take_displaced(&self) -> Vec<String> {
+        self.displaced
+            .lock()
+            .map(|mut d| std::mem::take(&mut *d))
+            .unwrap_or_default()
+    }
+
     fn values_dir(&self) -> String {
         self.cache.values_dir().to_string_lossy().into_owned()
     }
@@ -904,9 +942,7 @@ impl Store {
         now: f64,
     ) -> PyResult<Option<Py<PyAny>>> {
         let k = self.db_key(py, db_key, raw)?;
-        let got = py
-            .detach(|| with_clock(now, || self.cache.raw_get(&k, false)))
-            .map_err(to_py)?;
+        let got = self.op(py, now, || self.cache.raw_get(&k, false))?;
         got.map(|found| self.disk_hit(py, Hit { key: None, found }, false))
             .transpose()
     }
@@ -937,13 +973,10 @@ impl Store {
             .detach(|| self.cache.prepare_bytes(ValueKind::Python, record))
             .map_err(to_py)?;
         let et = secs(expire.map(|e| now + e));
-        py.detach(|| {
-            with_clock(now, || {
-                self.cache
-                    .raw_put(&k, prepared, et, t, only_if_absent, retry)
-            })
+        self.op(py, now, || {
+            self.cache
+                .raw_put(&k, prepared, et, t, only_if_absent, retry)
         })
-        .map_err(to_py)
     }
 
     #[pyo3(signature = (db_key, raw, now, retry=false))]
@@ -956,9 +989,7 @@ impl Store {
         retry: bool,
     ) -> PyResult<Option<Py<PyAny>>> {
         let k = self.db_key(py, db_key, raw)?;
-        let got = py
-            .detach(|| with_clock(now, || self.cache.raw_pop(&k, retry)))
-            .map_err(to_py)?;
+        let got = self.op(py, now, || self.cache.raw_pop(&k, retry))?;
         got.map(|found| self.disk_hit(py, Hit { key: None, found }, false))
             .transpose()
     }
@@ -975,17 +1006,13 @@ impl Store {
         front: bool,
         retry: bool,
     ) -> PyResult<Option<Py<PyAny>>> {
-        let got = py
-            .detach(|| {
-                with_clock(now, || {
-                    if take {
-                        self.cache.raw_pull(prefix.as_deref(), front, retry)
-                    } else {
-                        self.cache.raw_peek(prefix.as_deref(), front, retry)
-                    }
-                })
-            })
-            .map_err(to_py)?;
+        let got = self.op(py, now, || {
+            if take {
+                self.cache.raw_pull(prefix.as_deref(), front, retry)
+            } else {
+                self.cache.raw_peek(prefix.as_deref(), front, retry)
+            }
+        })?;
         got.map(|(key, found)| {
             self.disk_hit(
                 py,
@@ -1007,9 +1034,7 @@ impl Store {
         now: f64,
         retry: bool,
     ) -> PyResult<Option<Py<PyAny>>> {
-        let got = py
-            .detach(|| with_clock(now, || self.cache.raw_peekitem(last, retry)))
-            .map_err(to_py)?;
+        let got = self.op(py, now, || self.cache.raw_peekitem(last, retry))?;
         got.map(|(key, found)| {
             self.disk_hit(
                 py,
@@ -1048,14 +1073,10 @@ impl Store {
             .detach(|| self.cache.prepare_bytes(ValueKind::Python, record))
             .map_err(to_py)?;
         let et = secs(expire.map(|e| now + e));
-        let key = py
-            .detach(|| {
-                with_clock(now, || {
-                    self.cache
-                        .raw_push(prepared, prefix.as_deref(), front, et, t, retry)
-                })
-            })
-            .map_err(to_py)?;
+        let key = self.op(py, now, || {
+            self.cache
+                .raw_push(prepared, prefix.as_deref(), front, et, t, retry)
+        })?;
         Ok(self
             .codec(py)
             .key_to_py(py, &key)?

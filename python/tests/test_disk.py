@@ -95,3 +95,26 @@ def test_disk_must_be_a_disk_subclass():
         dc.Cache(disk=dc.Disk('x'))
     with pytest.raises(ValueError):
         dc.Cache(disk=dict)
+
+
+def test_files_of_removed_entries_are_removed_by_every_kind_of_removal(tmp_path):
+    cache = dc.Cache(str(tmp_path / 'c'), disk=FlatNames)
+
+    def path(key):
+        return os.path.join(cache.directory, hashlib.sha256(key).hexdigest()[:32])
+
+    keys = [b'a', b'b', b'c', b'd', b'e']
+    for key in keys:
+        cache.set(key, 'x' * 50000, tag='t' if key in (b'a', b'b') else None)
+    assert all(os.path.exists(path(key)) for key in keys)
+    assert cache.evict('t') == 2
+    assert not os.path.exists(path(b'a')) and not os.path.exists(path(b'b'))
+    assert cache.pop(b'c') == 'x' * 50000
+    assert not os.path.exists(path(b'c'))
+    with pytest.raises(RuntimeError):
+        with cache.transact():
+            del cache[b'd']
+            raise RuntimeError
+    assert os.path.exists(path(b'd')) and cache[b'd'] == 'x' * 50000
+    assert cache.clear() == 2
+    assert not any(os.path.exists(path(key)) for key in keys)

@@ -110,14 +110,34 @@ fn check_key(key: &[u8]) -> Result<()> {
     fk::validate(key).map_err(|e| Error::InvalidKey(format!("malformed key: {}", e.detail)))
 }
 
-/// Runs `op` again while it times out, if `retry`.
+/// Runs `op` again while it times out, if `retry`. Files displaced by a failed attempt
+/// are forgotten (its transaction rolled back).
 fn retrying<R>(retry: bool, mut op: impl FnMut() -> Result<R>) -> Result<R> {
     loop {
-        match op() {
+        let r = tracked(&mut op);
+        match r {
             Err(Error::Timeout { .. }) if retry => continue,
             r => return r,
         }
     }
+}
+
+/// Runs `op`, forgetting the files it displaced if it fails.
+fn tracked<R>(op: impl FnOnce() -> Result<R>) -> Result<R> {
+    let mark = entries::displaced_mark();
+    let r = op();
+    if r.is_err() {
+        entries::displaced_truncate(mark);
+    }
+    r
+}
+
+/// Takes the names (relative to the cache directory) of files that custom Python `Disk`s
+/// wrote for entries that this thread's operations have since removed or replaced, so the
+/// binding can remove them. An operation that failed displaced nothing; the binding drops
+/// the names taken inside a transaction it rolls back.
+pub fn take_displaced_files() -> Vec<String> {
+    entries::take_displaced()
 }
 
 impl<C: Codec> Cache<C> {
@@ -176,7 +196,7 @@ impl<C: Codec> Cache<C> {
         };
         let tag = opts.encoded_tag()?.map(<[u8]>::to_vec);
         let r = loop {
-            match self.store(key, &value.nv, &opts, tag.as_deref(), only_if_absent) {
+            match tracked(|| self.store(key, &value.nv, &opts, tag.as_deref(), only_if_absent)) {
                 Err(Error::Timeout { .. }) if on_timeout == StoreTimeout::Retry => continue,
                 r => break r,
             }
@@ -459,6 +479,10 @@ impl<C: Codec> Cache<C> {
     /// Removes up to `limit` items from the start of the insertion order (one batch of
     /// [`Cache::clear`]); returns how many.
     pub fn clear_some(&self, limit: usize) -> Result<u64> {
+        tracked(|| self.clear_batch(limit))
+    }
+
+    fn clear_batch(&self, limit: usize) -> Result<u64> {
         self.write(|txn, s| {
             let rowids = txn
                 .view(|v| entries::first_rowids(v, tree::ROWID, Bound::Unbounded, limit as u64))?;
@@ -469,6 +493,10 @@ impl<C: Codec> Cache<C> {
     /// Removes up to `limit` items that expired before `now` (one batch of
     /// [`Cache::expire_at`]); returns how many.
     pub fn expire_some(&self, now: f64, limit: usize) -> Result<u64> {
+        tracked(|| self.expire_batch(now, limit))
+    }
+
+    fn expire_batch(&self, now: f64, limit: usize) -> Result<u64> {
         self.write(|txn, s| {
             if txn.register(reg::EXPIRING) == 0 {
                 return Ok(0);
@@ -484,6 +512,10 @@ impl<C: Codec> Cache<C> {
     /// Removes up to `limit` items in eviction-policy order while the volume is above the
     /// size limit (one batch of [`Cache::cull`]); returns how many (0: done).
     pub fn cull_some(&self, limit: usize) -> Result<u64> {
+        tracked(|| self.cull_batch(limit))
+    }
+
+    fn cull_batch(&self, limit: usize) -> Result<u64> {
         self.write(|txn, s| {
             if s.eviction_policy == super::EvictionPolicy::None
                 || txn.view(entries::volume) <= s.size_limit
@@ -509,6 +541,10 @@ impl<C: Codec> Cache<C> {
     /// rowid `after` (with the tag index: the first `limit` tagged items). Returns how many
     /// it removed and the rowid to continue after (`None`: done).
     pub fn evict_some(&self, tag: &[u8], after: u64, limit: usize) -> Result<(u64, Option<u64>)> {
+        tracked(|| self.evict_batch(tag, after, limit))
+    }
+
+    fn evict_batch(&self, tag: &[u8], after: u64, limit: usize) -> Result<(u64, Option<u64>)> {
         self.write(|txn, s| {
             if s.tag_index {
                 let (lo, hi) = (entries::tag_key(tag, 0), entries::tag_key(tag, u64::MAX));

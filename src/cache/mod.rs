@@ -13,7 +13,7 @@ mod removal;
 pub(crate) mod settings;
 mod value;
 
-pub use binding::{Number, Prepared, RawData, RawFound, TxnControl};
+pub use binding::{take_displaced_files, Number, Prepared, RawData, RawFound, TxnControl};
 pub use check::{Warning, WarningKind};
 pub(crate) use core::StoreTimeout;
 pub(crate) use iter::Live;

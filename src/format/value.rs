@@ -38,6 +38,19 @@ impl ValueKind {
     }
 }
 
+/// The file a custom Python `Disk` wrote for a kind-5 value, if the value is such a record
+/// (sub-tag 0x04 with a non-empty name; format spec section 17).
+pub fn python_disk_file(b: &[u8]) -> Option<&str> {
+    let rest = b.strip_prefix(&[0x04])?;
+    let len = u32::from_le_bytes(rest.get(1..5)?.try_into().ok()?);
+    let end = 5usize.checked_add(usize::try_from(len).ok()?)?;
+    let name = rest.get(5..end)?;
+    if name.is_empty() {
+        return None;
+    }
+    std::str::from_utf8(name).ok()
+}
+
 /// A value in native form.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Native {

@@ -608,11 +608,28 @@ class Cache:
             local.depth = depth
             if not depth:
                 self._store.end(False)
+                # Rolled back: the entries (and their files) are still there.
+                self._store.take_displaced()
+                local.pending = []
             raise
         else:
             local.depth = depth
             if not depth:
                 self._store.end(True)
+                self._settle_files()
+
+    def _settle_files(self):
+        """Removes the files a custom Disk wrote for entries that are gone (after the
+        transaction that removed them, if one is open)."""
+        names = self._store.take_displaced()
+        local = self._local
+        if getattr(local, 'depth', 0):
+            local.pending = getattr(local, 'pending', []) + names
+            return
+        names = getattr(local, 'pending', []) + names
+        local.pending = []
+        for name in names:
+            self._disk.remove(name)
 
     @cl.contextmanager
     def transact(self, retry=False):
@@ -653,7 +670,6 @@ class Cache:
         now = time.time()
         disk = self._disk
         db_key, raw = disk.put(key)
-        old = self._store.disk_get(db_key, raw, now)
         size, mode, filename, db_value = disk.store(value, read, key=key)
         try:
             stored = self._store.disk_set(
@@ -663,11 +679,9 @@ class Cache:
             if filename is not None:
                 disk.remove(filename)
             raise
-        if not stored:
-            if filename is not None:
-                disk.remove(filename)
-        elif old is not None and old[1] is not None and old[1] != filename:
-            disk.remove(old[1])
+        if not stored and filename is not None:
+            disk.remove(filename)
+        self._settle_files()
         return stored
 
     def __setitem__(self, key, value):
@@ -702,11 +716,17 @@ class Cache:
         (1, 11, 10)
         >>> cache.close()
         """
-        stored_key = key if type(self._disk) is Disk else self._disk_key(key)
+        if type(self._disk) is Disk:
+            try:
+                return self._store.incr(key, delta, default, time.time(), retry)
+            except KeyError:
+                raise KeyError(key) from None
         try:
-            return self._store.incr(stored_key, delta, default, time.time(), retry)
+            return self._store.incr(self._disk_key(key), delta, default, time.time(), retry)
         except KeyError:
             raise KeyError(key) from None
+        finally:
+            self._settle_files()
 
     def decr(self, key, delta=1, default=0, retry=False):
         """Subtracts ``delta``; see :meth:`incr`."""
@@ -796,20 +816,19 @@ class Cache:
         except IOError:
             return self._shape(default, None, None, expire_time, tag)
         finally:
-            if filename is not None:
-                disk.remove(filename)
+            self._settle_files()
         return self._shape(value, db_expire, db_tag, expire_time, tag)
 
     def __delitem__(self, key, retry=True):
         """Removes ``key``; KeyError if it is missing or expired."""
-        stored_key = key if type(self._disk) is Disk else self._disk_key(key)
-        old = None
-        if type(self._disk) is not Disk:
-            old = self._store.disk_get(*self._disk.put(key), time.time())
-        if not self._store.delete(stored_key, time.time(), retry):
+        if type(self._disk) is Disk:
+            if not self._store.delete(key, time.time(), retry):
+                raise KeyError(key)
+            return True
+        deleted = self._store.delete(self._disk_key(key), time.time(), retry)
+        self._settle_files()
+        if not deleted:
             raise KeyError(key)
-        if old is not None and old[1] is not None:
-            self._disk.remove(old[1])
         return True
 
     def delete(self, key, retry=False):
@@ -849,6 +868,8 @@ class Cache:
             if filename is not None:
                 disk.remove(filename)
             raise
+        finally:
+            self._settle_files()
 
     def _queue(self, take, prefix, default, side, want_expire, want_tag, retry):
         front = {'front': True, 'back': False}[side]
@@ -868,8 +889,7 @@ class Cache:
             except IOError:
                 continue
             finally:
-                if take and filename is not None:
-                    disk.remove(filename)
+                self._settle_files()
             return self._shape((db_key, value), db_expire, db_tag, want_expire, want_tag)
         raise OSError(errno.ENOENT, 'value file of the queue item keeps vanishing')
 
@@ -956,6 +976,7 @@ class Cache:
                     removed = step()
             except Timeout:
                 raise Timeout(count) from None
+            self._settle_files()
             if not removed:
                 return count
             count += removed
@@ -978,6 +999,7 @@ class Cache:
                     removed, after = self._store.evict_some(tag, after, 1000)
             except Timeout:
                 raise Timeout(count) from None
+            self._settle_files()
             count += removed
             if after is None:
                 return count
@@ -999,6 +1021,7 @@ class Cache:
             while self.volume() > self.size_limit:
                 with self._transact(retry):
                     removed = self._store.cull_some(100)
+                self._settle_files()
                 if not removed:
                     break
                 count += removed
