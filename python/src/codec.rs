@@ -115,6 +115,8 @@ fn pickle_fn<'py>(
 pub struct Codec {
     /// HMAC-SHA256 keyed with the secret (cloned per MAC: the key schedule runs once).
     keyed: Option<Hmac<Sha256>>,
+    /// Earlier secrets: pickles signed with them are still read (never written).
+    fallbacks: Vec<Hmac<Sha256>>,
     signed: bool,
     protocol: std::sync::atomic::AtomicI32,
 }
@@ -375,15 +377,33 @@ pub fn push_binding(prefix: Option<&str>) -> Vec<u8> {
 }
 
 impl Codec {
-    pub fn create(secret: Option<Vec<u8>>, signed: bool, protocol: i32) -> Codec {
+    pub fn create(
+        secret: Option<Vec<u8>>,
+        signed: bool,
+        protocol: i32,
+        fallbacks: Vec<Vec<u8>>,
+    ) -> Codec {
         let keyed = secret
             .as_deref()
             .and_then(|k| <Hmac<Sha256> as Mac>::new_from_slice(k).ok());
         Codec {
             keyed,
+            fallbacks: fallbacks
+                .iter()
+                .filter_map(|k| <Hmac<Sha256> as Mac>::new_from_slice(k).ok())
+                .collect(),
             signed,
             protocol: std::sync::atomic::AtomicI32::new(protocol),
         }
+    }
+
+    /// Whether `tag` is the MAC of a pickle under the secret or one of the fallbacks.
+    fn verify(&self, domain: &[u8], binding: &[u8], payload: &[u8], tag: &[u8]) -> bool {
+        mac_ok(self.keyed.as_ref(), domain, binding, payload, tag)
+            || self
+                .fallbacks
+                .iter()
+                .any(|k| mac_ok(Some(k), domain, binding, payload, tag))
     }
 
     fn dumps(&self, obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
@@ -465,7 +485,7 @@ impl Codec {
                     return Ok(None);
                 };
                 let (pickled, tag) = body.split_at(split);
-                if self.signed && !mac_ok(self.keyed.as_ref(), KEY_DOMAIN, b"", pickled, tag) {
+                if self.signed && !self.verify(KEY_DOMAIN, b"", pickled, tag) {
                     return Ok(None);
                 }
                 self.loads(py, pickled)?
@@ -586,10 +606,10 @@ impl Codec {
                 let (tag, pickled) = body.split_at(MAC_LEN);
                 if self.signed {
                     let binding = key.unwrap_or_default();
-                    let ok = mac_ok(self.keyed.as_ref(), VALUE_DOMAIN, binding, pickled, tag)
-                        || key.and_then(queue_binding).is_some_and(|q| {
-                            mac_ok(self.keyed.as_ref(), VALUE_DOMAIN, &q, pickled, tag)
-                        });
+                    let ok = self.verify(VALUE_DOMAIN, binding, pickled, tag)
+                        || key
+                            .and_then(queue_binding)
+                            .is_some_and(|q| self.verify(VALUE_DOMAIN, &q, pickled, tag));
                     if !ok {
                         return Ok(Decoded::Refused);
                     }
@@ -617,9 +637,14 @@ impl Codec {
 #[pymethods]
 impl Codec {
     #[new]
-    #[pyo3(signature = (secret, signed, protocol))]
-    fn py_new(secret: Option<Vec<u8>>, signed: bool, protocol: i32) -> Codec {
-        Codec::create(secret, signed, protocol)
+    #[pyo3(signature = (secret, signed, protocol, fallbacks=Vec::new()))]
+    fn py_new(
+        secret: Option<Vec<u8>>,
+        signed: bool,
+        protocol: i32,
+        fallbacks: Vec<Vec<u8>>,
+    ) -> Codec {
+        Codec::create(secret, signed, protocol, fallbacks)
     }
 
     /// The encoded key of `key` (what the default Disk stores it under).

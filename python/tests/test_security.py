@@ -3,6 +3,7 @@ and bound to their key, and nothing unsigned or badly signed is ever unpickled."
 
 import os
 import stat
+from unittest import mock
 
 import pytest
 
@@ -160,3 +161,35 @@ def test_key_file_is_private_and_outside_the_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(dc.core, '_SECRETS', {})
     with pytest.raises(PermissionError):
         dc.Cache(str(tmp_path / 'd'))
+
+
+def test_rotated_secrets_still_read_old_pickles(tmp_path):
+    old = dc.Cache(str(tmp_path / 'c'), pickle_key=b'old secret')
+    old['obj'] = dc.Timeout('signed with the old secret')
+    rotated = dc.Cache(old.directory, pickle_key=b'new secret', pickle_key_fallbacks=[b'old secret'])
+    assert isinstance(rotated['obj'], dc.Timeout)
+    rotated['new'] = dc.Timeout('signed with the new secret')
+    assert old.get('new') is None  # new values are signed with the new secret only
+    fanout = dc.FanoutCache(str(tmp_path / 'f'), shards=2, pickle_key=b'k', pickle_key_fallbacks=[b'j'])
+    back = __import__('pickle').loads(__import__('pickle').dumps(fanout))
+    assert back._secrets == {'pickle_key': b'k', 'pickle_key_fallbacks': [b'j']}
+
+
+def test_django_derives_the_secret_from_secret_key_and_its_fallbacks(tmp_path):
+    django = pytest.importorskip('django')
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(SECRET_KEY='first')
+    from diskcache.djangocache import DjangoCache
+
+    with mock.patch.object(settings, 'SECRET_KEY', 'first'):
+        first = DjangoCache(str(tmp_path / 'd'), {})
+        first.set('page', dc.Timeout('cached response'))
+    with mock.patch.object(settings, 'SECRET_KEY', 'second'):
+        with mock.patch.object(settings, 'SECRET_KEY_FALLBACKS', ['first'], create=True):
+            rotated = DjangoCache(str(tmp_path / 'd'), {})
+            assert isinstance(rotated.get('page'), dc.Timeout)
+        with mock.patch.object(settings, 'SECRET_KEY_FALLBACKS', [], create=True):
+            assert DjangoCache(str(tmp_path / 'd'), {}).get('page') is None
+    assert django is not None

@@ -517,6 +517,7 @@ class Cache:
             raise ValueError('disk must subclass diskcache.Disk') from None
 
         pickle_key = settings.pop('pickle_key', None)
+        fallbacks = settings.pop('pickle_key_fallbacks', ())
         if directory is None:
             directory = tempfile.mkdtemp(prefix='diskcache-')
         directory = str(directory)
@@ -538,11 +539,13 @@ class Cache:
         self._timeout = timeout
         self._local = threading.local()
         self._pickle_key = pickle_key
+        self._pickle_key_fallbacks = tuple(fallbacks)
         secret, signed = _resolve_pickle_key(pickle_key)
+        older = [_resolve_pickle_key(key)[0] for key in fallbacks if key is not False]
 
         given = {key: value for key, value in settings.items() if key not in METADATA}
         protocol = given.get('disk_pickle_protocol', DEFAULT_SETTINGS['disk_pickle_protocol'])
-        self._codec = Codec(secret, signed, int(protocol))
+        self._codec = Codec(secret, signed, int(protocol), [key for key in older if key])
         self._store = Store(directory, timeout, self._codec)
 
         stored = json.loads(self._store.settings())
@@ -1121,13 +1124,19 @@ class Cache:
         return self._store.len()
 
     def __getstate__(self):
-        # The secret itself travels only if it was given explicitly.
-        return (self.directory, self.timeout, type(self.disk), self._pickle_key)
+        # The secrets travel only if they were given explicitly.
+        state = (self.directory, self.timeout, type(self.disk), self._pickle_key)
+        if self._pickle_key_fallbacks:
+            state += (self._pickle_key_fallbacks,)
+        return state
 
     def __setstate__(self, state):
         directory, timeout, disk = state[:3]
         pickle_key = state[3] if len(state) > 3 else None
-        self.__init__(directory, timeout, disk, pickle_key=pickle_key)
+        fallbacks = state[4] if len(state) > 4 else ()
+        self.__init__(
+            directory, timeout, disk, pickle_key=pickle_key, pickle_key_fallbacks=fallbacks
+        )
 
     def reset(self, key, value=ENOVAL, update=True):
         """A setting: its stored value (with no ``value``), or stores ``value``

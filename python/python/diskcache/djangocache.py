@@ -40,17 +40,22 @@ from .fanout import FanoutCache
 _SALT = 'diskcache-logstore.pickle-key'
 
 
-def _pickle_key_from_settings():
-    """The pickle secret for Django: an HMAC of a fixed salt under SECRET_KEY."""
+def _pickle_keys_from_settings():
+    """The pickle secret for Django, an HMAC of a fixed salt under ``SECRET_KEY``, and the
+    ones under ``SECRET_KEY_FALLBACKS`` (read, never written, so keys can be rotated)."""
     try:
         from django.conf import settings
         from django.utils.crypto import salted_hmac
 
         if not settings.SECRET_KEY:
-            return None
-        return salted_hmac(_SALT, 'pickle', algorithm='sha256').digest()
+            return None, []
+        derive = lambda secret: salted_hmac(  # noqa: E731
+            _SALT, 'pickle', secret=secret, algorithm='sha256'
+        ).digest()
+        fallbacks = getattr(settings, 'SECRET_KEY_FALLBACKS', None) or []
+        return derive(settings.SECRET_KEY), [derive(key) for key in fallbacks]
     except Exception:
-        return None
+        return None, []
 
 
 class DjangoCache(BaseCache):
@@ -62,9 +67,10 @@ class DjangoCache(BaseCache):
         timeout = params.get('DATABASE_TIMEOUT', 0.010)
         options = dict(params.get('OPTIONS', {}))
         if 'pickle_key' not in options:
-            secret = _pickle_key_from_settings()
+            secret, fallbacks = _pickle_keys_from_settings()
             if secret is not None:
                 options['pickle_key'] = secret
+                options.setdefault('pickle_key_fallbacks', fallbacks)
         self._cache = FanoutCache(directory, shards, timeout, **options)
 
     @property

@@ -57,7 +57,12 @@ class FanoutCache:
         self._count = shards
         self._directory = directory
         self._disk = disk
-        self._pickle_key = settings.get('pickle_key')
+        # Explicit secrets go to the sub-collections too (and travel with a pickled handle).
+        self._secrets = {
+            name: settings[name]
+            for name in ('pickle_key', 'pickle_key_fallbacks')
+            if settings.get(name) is not None
+        }
         self._shards = tuple(
             Cache(
                 directory=op.join(directory, '%03d' % num),
@@ -255,12 +260,12 @@ class FanoutCache:
         self.close()
 
     def __getstate__(self):
-        return (self._directory, self._count, self.timeout, type(self.disk), self._pickle_key)
+        return (self._directory, self._count, self.timeout, type(self.disk), self._secrets)
 
     def __setstate__(self, state):
         directory, count, timeout, disk = state[:4]
-        pickle_key = state[4] if len(state) > 4 else None
-        self.__init__(directory, count, timeout, disk, pickle_key=pickle_key)
+        secrets = state[4] if len(state) > 4 else {}
+        self.__init__(directory, count, timeout, disk, **secrets)
 
     def __iter__(self):
         iterators = (iter(shard) for shard in self._shards)
@@ -308,8 +313,8 @@ class FanoutCache:
             return self._caches[name]
         except KeyError:
             directory = self._sub_directory('cache', name)
-            if self._pickle_key is not None:
-                settings.setdefault('pickle_key', self._pickle_key)
+            for name, value in self._secrets.items():
+                settings.setdefault(name, value)
             temp = Cache(
                 directory=directory,
                 timeout=timeout,
@@ -333,8 +338,9 @@ class FanoutCache:
             return self._deques[name]
         except KeyError:
             directory = self._sub_directory('deque', name)
-            extra = {} if self._pickle_key is None else {'pickle_key': self._pickle_key}
-            cache = Cache(directory=directory, disk=self._disk, eviction_policy='none', **extra)
+            cache = Cache(
+                directory=directory, disk=self._disk, eviction_policy='none', **self._secrets
+            )
             deque = Deque.fromcache(cache, maxlen=maxlen)
             self._deques[name] = deque
             return deque
@@ -353,8 +359,9 @@ class FanoutCache:
             return self._indexes[name]
         except KeyError:
             directory = self._sub_directory('index', name)
-            extra = {} if self._pickle_key is None else {'pickle_key': self._pickle_key}
-            cache = Cache(directory=directory, disk=self._disk, eviction_policy='none', **extra)
+            cache = Cache(
+                directory=directory, disk=self._disk, eviction_policy='none', **self._secrets
+            )
             index = Index.fromcache(cache)
             self._indexes[name] = index
             return index
