@@ -5,9 +5,10 @@
 //! Python package wrote, one `key<TAB>value` line each (sorted by key), reading strings,
 //! bytes, integers and floats through the typed API (`Cache::get::<String>` etc.) and
 //! describing Python-only values. `cargo run --example interop -- write <dir>` stores a
-//! fixed set of entries for Python to read.
+//! fixed set of entries for Python to read; `garbage <dir>` stores Python-kind values and a
+//! Python key whose bytes are damaged, to show Python reports them without crashing.
 
-use diskcache::{Cache, Key, PythonKeyKind, Value};
+use diskcache::{Cache, Key, PythonKeyKind, SetOptions, Value};
 
 fn show_key(k: &Key) -> String {
     match k {
@@ -38,6 +39,22 @@ fn main() -> diskcache::Result<()> {
             cache.set("rust-float", 2.5f64)?;
             cache.set(7, "seven")?;
             cache.set(serde_bytes::Bytes::new(b"bkey"), 1i64)?;
+        }
+        "garbage" => {
+            // A plain list claiming 2^40 items; a truncated signed pickle; an unknown tag.
+            let huge_list = vec![0x01, 0x09, 0x80, 0x80, 0x80, 0x80, 0x80, 0x20];
+            cache.set_value("huge-list", &Value::Python(huge_list), &SetOptions::new())?;
+            cache.set_value(
+                "short-pickle",
+                &Value::Python(vec![0x02, 1, 2, 3]),
+                &SetOptions::new(),
+            )?;
+            cache.set_value("unknown", &Value::Python(vec![0x7f]), &SetOptions::new())?;
+            cache.set_value(
+                "bad-utf8",
+                &Value::Python(vec![0x01, 0x06, 0x02, 0xff, 0xfe]),
+                &SetOptions::new(),
+            )?;
         }
         "read" => {
             let mut lines = Vec::new();

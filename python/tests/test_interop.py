@@ -57,3 +57,16 @@ def test_python_reads_what_rust_wrote(tmp_path, interop):
     assert cache['rust-float'] == 2.5
     assert cache[7] == 'seven'
     assert cache[b'bkey'] == 1
+
+
+def test_damaged_python_values_are_errors_or_misses_never_crashes(tmp_path, interop):
+    directory = str(tmp_path / 'g')
+    subprocess.run([interop, 'garbage', directory], check=True)
+    cache = dc.Cache(directory)
+    for key in ('huge-list', 'unknown', 'bad-utf8'):
+        with pytest.raises(dc.core.OperationalError):
+            cache[key]
+        assert key in cache, 'a damaged value is reported, not removed'
+    # A signed pickle too short to hold its MAC is refused like any bad MAC.
+    assert cache.get('short-pickle') is None
+    assert 'short-pickle' not in cache
