@@ -71,9 +71,8 @@ fn number(obj: &Bound<'_, PyAny>) -> PyResult<Number> {
     if obj.is_exact_instance_of::<PyFloat>() {
         return Ok(Number::Float(obj.extract()?));
     }
-    if obj.is_instance_of::<PyInt>() && !obj.is_instance_of::<pyo3::types::PyBool>()
-        || obj.is_exact_instance_of::<pyo3::types::PyBool>()
-    {
+    // Any int (bools and int subclasses too): python-diskcache adds with Python's `+`.
+    if obj.is_instance_of::<PyInt>() {
         return obj.extract::<i64>().map(Number::Int).map_err(|_| {
             pyo3::exceptions::PyOverflowError::new_err(
                 "Python int too large to store as a 64-bit integer",
