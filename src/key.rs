@@ -45,6 +45,81 @@ pub enum Key {
     Bytes(Vec<u8>),
     /// Any other key, in its canonical encoding.
     Composite(CompositeKey),
+    /// A key the Python package wrote for a Python object that is not a `str`, `bytes`,
+    /// `int` or `float` (a tuple, `None`, a big integer, a pickled object...).
+    Python(PythonKey),
+}
+
+/// A Python object key (see `format-spec/README.md`, sections 6 and 17), kept in its
+/// encoding. Keys made only of plain values (tuples and lists of None, bools, numbers,
+/// strings and byte strings) are in the plain encoding and can be read here with
+/// [`PythonKey::plain`]; other objects are pickled (with a MAC only the Python package, which
+/// has the secret, can check), or were made by a custom Python `Disk`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PythonKey(Vec<u8>);
+
+/// What kind of [`PythonKey`] a key is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PythonKeyKind {
+    /// A plain value (tuple, list, None, bool, big integer, ...), readable here.
+    Plain,
+    /// A pickled object followed by its MAC.
+    Pickled,
+    /// Bytes a custom `Disk` made.
+    Disk,
+    /// The SHA-256 of a key longer than 1 MiB (its value carries the key itself).
+    Digest,
+}
+
+impl PythonKey {
+    /// The kind of key.
+    pub fn kind(&self) -> PythonKeyKind {
+        match self.0.first() {
+            Some(&fk::TAG_PY_PLAIN) => PythonKeyKind::Plain,
+            Some(&fk::TAG_PY_PICKLE) => PythonKeyKind::Pickled,
+            Some(&fk::TAG_PY_DIGEST) => PythonKeyKind::Digest,
+            _ => PythonKeyKind::Disk,
+        }
+    }
+
+    /// The bytes after the tag: the plain encoding, the pickle and its MAC, or the Disk's
+    /// bytes.
+    pub fn payload(&self) -> &[u8] {
+        self.0.get(1..).unwrap_or_default()
+    }
+
+    /// The key's value, if it is a plain one.
+    pub fn plain(&self) -> Option<crate::plain::PlainValue> {
+        match self.kind() {
+            PythonKeyKind::Plain => crate::format::plain::decode(self.payload()).ok(),
+            _ => None,
+        }
+    }
+
+    /// The key whose encoding (tag included) is `bytes`, if it is a well-formed Python key.
+    pub fn from_encoded(bytes: &[u8]) -> Option<PythonKey> {
+        matches!(
+            bytes.first(),
+            Some(&fk::TAG_PY_PLAIN | &fk::TAG_PY_PICKLE | &fk::TAG_PY_DISK | &fk::TAG_PY_DIGEST)
+        )
+        .then(|| fk::validate(bytes).ok())
+        .flatten()
+        .map(|()| PythonKey(bytes.to_vec()))
+    }
+}
+
+impl fmt::Debug for PythonKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.plain() {
+            Some(v) => write!(f, "Python({v:?})"),
+            None => write!(
+                f,
+                "Python({:?}, {} bytes)",
+                self.kind(),
+                self.payload().len()
+            ),
+        }
+    }
 }
 
 /// A composite key (tuple, struct, ...), kept in its canonical encoding.
@@ -86,6 +161,10 @@ impl Key {
                 fk::validate(bytes).map_err(bad)?;
                 Ok(Key::Composite(CompositeKey(bytes.to_vec())))
             }
+            fk::TAG_PY_PLAIN | fk::TAG_PY_PICKLE | fk::TAG_PY_DISK | fk::TAG_PY_DIGEST => {
+                fk::validate(bytes).map_err(bad)?;
+                Ok(Key::Python(PythonKey(bytes.to_vec())))
+            }
             t => Err(Error::InvalidKey(format!("unknown stored key tag {t:#x}"))),
         }
     }
@@ -94,6 +173,7 @@ impl Key {
     pub(crate) fn encoded(&self) -> Vec<u8> {
         match self {
             Key::Composite(c) => c.0.clone(),
+            Key::Python(p) => p.0.clone(),
             // Plain keys always encode (a stored Float is never NaN).
             other => encode_key(other).unwrap_or_default(),
         }
@@ -149,6 +229,7 @@ impl Serialize for Key {
             Key::Str(x) => s.serialize_str(x),
             Key::Bytes(b) => s.serialize_bytes(b),
             Key::Composite(c) => s.serialize_newtype_struct(format::RAW_KEY, &RawBytes(&c.0)),
+            Key::Python(p) => s.serialize_newtype_struct(format::RAW_KEY, &RawBytes(&p.0)),
         }
     }
 }

@@ -24,8 +24,9 @@ pub mod storage;
 mod sys;
 
 pub use cache::{
-    Cache, CacheBuilder, Entry, EvictionPolicy, Keys, MemoizeOptions, Memoized, QueueOptions,
-    RawEntry, SetOptions, Side, Value, ValueKind, ValueReader, Values, Warning, WarningKind,
+    take_displaced_files, with_clock, Cache, CacheBuilder, Entry, EvictionPolicy, Keys,
+    MemoizeOptions, Memoized, Number, Prepared, QueueOptions, RawData, RawEntry, RawFound,
+    SetOptions, Side, TxnControl, Value, ValueKind, ValueReader, Values, Warning, WarningKind,
 };
 pub use codec::{Bincode, Codec, Json};
 pub use deque::Deque;
@@ -33,7 +34,17 @@ pub use engine::{EngineInfo, Repaired, SyncLevel};
 pub use error::{Error, Result};
 pub use fanout::{FanoutBuilder, FanoutCache, MergedKeys};
 pub use index::{Index, IndexItems, IndexKeys};
-pub use key::{CompositeKey, Key};
+pub use key::{CompositeKey, Key, PythonKey, PythonKeyKind};
+
+/// The plain encoding of Python values (`format-spec/README.md`, section 17): how the Python
+/// package stores None, bools, integers of any size, floats, strings, byte strings and their
+/// tuple/list/dict/set/frozenset nestings without pickle. Decoding runs no code.
+pub mod plain {
+    pub use crate::format::plain::{
+        decode, encode, validate, Container, PlainReader, PlainValue, PlainWriter, Token, MAX_DEPTH,
+    };
+    pub use crate::format::DecodeError;
+}
 
 /// The README's examples, compiled and run as doctests so they stay true.
 #[cfg(doctest)]

@@ -117,7 +117,7 @@ impl<C: Codec> Cache<C> {
     }
 
     /// Places already-encoded value bytes inline or in a value file, by size.
-    fn prepare_raw(&self, kind: ValueKind, bytes: Vec<u8>) -> Result<NewValue> {
+    pub(crate) fn prepare_raw(&self, kind: ValueKind, bytes: Vec<u8>) -> Result<NewValue> {
         let inner = self.live()?;
         let min = inner.settings.read().min_file_size;
         if !matches!(kind, ValueKind::Int | ValueKind::Float) && bytes.len() as u64 >= min {
@@ -411,6 +411,7 @@ impl<C: Codec> Cache<C> {
             Value::Int(i) => (ValueKind::Int, i.to_le_bytes().to_vec()),
             Value::Float(x) => (ValueKind::Float, x.to_le_bytes().to_vec()),
             Value::Encoded(b) => (ValueKind::Encoded, b.clone()),
+            Value::Python(b) => (ValueKind::Python, b.clone()),
         };
         self.prepare_raw(kind, bytes)
     }
@@ -760,6 +761,7 @@ impl<C: Codec> Cache<C> {
 pub(crate) fn to_value(kind: ValueKind, b: &[u8]) -> Result<Value> {
     Ok(match kind {
         ValueKind::Encoded => Value::Encoded(b.to_vec()),
+        ValueKind::Python => Value::Python(b.to_vec()),
         native => match NativeDe::from_stored(native, b).map_err(|e| Error::Codec(e.0))? {
             NativeDe::Bytes(x) => Value::Bytes(x.to_vec()),
             NativeDe::Str(x) => Value::Str(x.to_owned()),

@@ -6,7 +6,7 @@ use crate::engine::{reg, tree, NewFile, View, WriteTxn};
 use crate::error::{Error, Result};
 use crate::format::f64_order_bits;
 use crate::format::record::{self, Data, Record};
-use crate::format::value::ValueKind;
+use crate::format::value::{python_disk_file, ValueKind};
 use std::cell::Cell;
 use std::ops::Bound;
 
@@ -73,6 +73,9 @@ pub(crate) struct Meta {
     pub expire_time: Option<f64>,
     pub tag: Option<Vec<u8>>,
     pub file: Option<(String, u64)>,
+    /// The file a custom Python `Disk` wrote for this entry (the Python package removes it
+    /// once the entry is gone: [`take_displaced`]).
+    pub disk_file: Option<String>,
 }
 
 impl Meta {
@@ -87,6 +90,10 @@ impl Meta {
             file: match r.data {
                 Data::File { name, size, .. } => Some((name.to_owned(), size)),
                 Data::Inline(_) => None,
+            },
+            disk_file: match (r.kind, r.data) {
+                (ValueKind::Python, Data::Inline(b)) => python_disk_file(b).map(str::to_owned),
+                _ => None,
             },
         }
     }
@@ -110,6 +117,39 @@ pub(crate) fn meta(v: &View<'_>, key: &[u8]) -> Result<Option<Meta>> {
         ))),
         None => Ok(None),
     }
+}
+
+/// At most this many displaced names are kept per thread until taken.
+const DISPLACED_MAX: usize = 100_000;
+
+thread_local! {
+    /// Files of custom Python `Disk`s whose entries this thread's writes removed or replaced.
+    static DISPLACED: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn displace(name: &str) {
+    DISPLACED.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.len() < DISPLACED_MAX {
+            d.push(name.to_owned());
+        }
+    });
+}
+
+/// How many displaced names this thread holds (to undo a failed operation's).
+pub(crate) fn displaced_mark() -> usize {
+    DISPLACED.with(|d| d.borrow().len())
+}
+
+/// Forgets the names displaced since `mark` (their operation failed).
+pub(crate) fn displaced_truncate(mark: usize) {
+    DISPLACED.with(|d| d.borrow_mut().truncate(mark));
+}
+
+/// Takes the names of custom-`Disk` files whose entries this thread's writes removed or
+/// replaced since the last call.
+pub(crate) fn take_displaced() -> Vec<String> {
+    DISPLACED.with(|d| std::mem::take(&mut *d.borrow_mut()))
 }
 
 /// A value ready to be stored: inline bytes, or a value file written beforehand.
@@ -242,6 +282,15 @@ pub(crate) fn write(
     if let Some((name, _)) = old.and_then(|m| m.file.clone()) {
         txn.obsolete_file(name);
     }
+    if let Some(f) = old.and_then(|m| m.disk_file.as_deref()) {
+        let same = match (&w.value.data, w.value.kind) {
+            (NewData::Inline(b), ValueKind::Python) => python_disk_file(b) == Some(f),
+            _ => false,
+        };
+        if !same {
+            displace(f);
+        }
+    }
     let data = match &w.value.data {
         NewData::Inline(b) => Data::Inline(b),
         NewData::File { file, taken } => {
@@ -321,6 +370,9 @@ pub(crate) fn remove(txn: &mut WriteTxn, s: &Settings, key: &[u8], m: &Meta) -> 
     txn.set_register(reg::DATA, txn.register(reg::DATA).saturating_sub(m.bytes));
     if let Some((name, _)) = &m.file {
         txn.obsolete_file(name.clone());
+    }
+    if let Some(f) = &m.disk_file {
+        displace(f);
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! last key returned (python-diskcache's keyset pages), so they stay valid, and see the
 //! latest state page by page, while other handles and processes write.
 
+use super::core::{Found, Stored};
 use super::entries;
 use super::value::Entry;
 use super::Cache;
@@ -231,6 +232,18 @@ impl<C: Codec> Cache<C> {
         &self,
         last: bool,
     ) -> Result<Option<(Key, Entry<V>)>> {
+        let found = self.peekitem_loaded(last, self.decoded::<V>())?;
+        found
+            .map(|(k, f)| Ok((Key::from_encoded(&k)?, f.into_entry()?)))
+            .transpose()
+    }
+
+    /// [`Cache::peekitem_entry`], loading the value with `load`; returns the encoded key.
+    pub(crate) fn peekitem_loaded<R>(
+        &self,
+        last: bool,
+        load: impl Fn(crate::format::value::ValueKind, Stored<'_>) -> Result<Option<R>>,
+    ) -> Result<Option<(Vec<u8>, Found<R>)>> {
         loop {
             // Usually the item at the edge is live: read it without the writer lock.
             let edge = self.read_view(|v, _| {
@@ -243,8 +256,8 @@ impl<C: Codec> Cache<C> {
                 }
             })?;
             let Some(key) = edge else { return Ok(None) };
-            if let Some(f) = self.fetch(&key, false, self.decoded::<V>())? {
-                return Ok(Some((Key::from_encoded(&key)?, f.into_entry()?)));
+            if let Some(f) = self.fetch(&key, false, &load)? {
+                return Ok(Some((key, f)));
             }
             // Expired, or its value is lost: remove it and look again.
             self.settle_unreadable(&key)?;

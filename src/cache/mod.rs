@@ -1,6 +1,7 @@
 //! [`Cache`]: python-diskcache's `Cache` on the log-structured engine.
 
 mod admin;
+mod binding;
 mod check;
 mod core;
 pub(crate) mod entries;
@@ -12,6 +13,7 @@ mod removal;
 pub(crate) mod settings;
 mod value;
 
+pub use binding::{take_displaced_files, Number, Prepared, RawData, RawFound, TxnControl};
 pub use check::{Warning, WarningKind};
 pub(crate) use core::StoreTimeout;
 pub(crate) use iter::Live;
@@ -22,7 +24,7 @@ pub use queue::{QueueOptions, Side};
 pub use raw::{RawEntry, ValueKind};
 pub use settings::EvictionPolicy;
 pub(crate) use settings::SIZE_LIMIT as SIZE_LIMIT_SETTING;
-pub use value::{Entry, SetOptions, Value, ValueReader};
+pub use value::{with_clock, Entry, SetOptions, Value, ValueReader};
 
 use crate::codec::{Bincode, Codec};
 use crate::engine::{Engine, EngineInfo, EngineOptions, Repaired, SyncLevel, View, WriteTxn};

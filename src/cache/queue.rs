@@ -1,7 +1,8 @@
 //! Queues in a cache: `push`, `pull`, `peek` (python-diskcache's), on integer keys around
 //! 500000000000000, or string keys `prefix-%015d`.
 
-use super::entries::{self, OnAccess, Write};
+use super::core::{Found, Stored};
+use super::entries::{self, NewValue, OnAccess, Write};
 use super::settings::Settings;
 use super::value::{now, Entry, SetOptions};
 use super::Cache;
@@ -69,6 +70,12 @@ impl QueueOptions {
     /// Use this end (pushes default to the back, pulls and peeks to the front).
     pub fn side(mut self, side: Side) -> QueueOptions {
         self.side = Some(side);
+        self
+    }
+
+    /// Expiry and tag for pushed items, as set options.
+    pub(crate) fn set_options(mut self, set: SetOptions) -> QueueOptions {
+        self.set = set;
         self
     }
 
@@ -168,10 +175,18 @@ impl<C: Codec> Cache<C> {
 
     /// Pushes `value` as the options say; returns its key.
     pub fn push_with(&self, value: impl Serialize, q: &QueueOptions) -> Result<Key> {
+        let nv = self.prepare(&value)?;
+        let r = self.push_prepared(&nv, q);
+        self.discard(&nv);
+        Key::from_encoded(&r?)
+    }
+
+    /// Pushes a prepared value; returns its encoded key. The caller discards the value if
+    /// this fails.
+    pub(crate) fn push_prepared(&self, nv: &NewValue, q: &QueueOptions) -> Result<Vec<u8>> {
         let side = q.side.unwrap_or(Side::Back);
         let tag = q.set.encoded_tag()?.map(<[u8]>::to_vec);
-        let nv = self.prepare(&value)?;
-        let r = self.write(|txn, s| {
+        self.write(|txn, s| {
             let now = now();
             let n = match txn.view(|v| edge(v, q, side))? {
                 None => START,
@@ -189,7 +204,7 @@ impl<C: Codec> Cache<C> {
             let old = txn.view(|v| entries::meta(v, &key))?;
             let w = Write {
                 key: &key,
-                value: &nv,
+                value: nv,
                 expire_time: q.set.expire_time(now),
                 tag: tag.as_deref(),
                 now,
@@ -198,9 +213,7 @@ impl<C: Codec> Cache<C> {
             entries::write(txn, s, old.as_ref(), &w)?;
             entries::cull(txn, s, now)?;
             Ok(key)
-        });
-        self.discard(&nv);
-        Key::from_encoded(&r?)
+        })
     }
 
     /// Takes the item at the front of the integer-keyed queue.
@@ -216,12 +229,24 @@ impl<C: Codec> Cache<C> {
         &self,
         q: &QueueOptions,
     ) -> Result<Option<(Key, Entry<V>)>> {
+        let found = self.pull_decoded(q, |kind, b| self.decode_as::<V>(kind, b))?;
+        found
+            .map(|(k, f)| Ok((Key::from_encoded(&k)?, f.into_entry()?)))
+            .transpose()
+    }
+
+    /// [`Cache::pull_with`], decoding the value with `decode`; returns the encoded key.
+    pub(crate) fn pull_decoded<R>(
+        &self,
+        q: &QueueOptions,
+        decode: impl Fn(crate::format::value::ValueKind, &[u8]) -> Result<R>,
+    ) -> Result<Option<(Vec<u8>, Found<R>)>> {
         let side = q.side.unwrap_or(Side::Front);
-        let found = self.write(|txn, s| loop {
+        self.write(|txn, s| loop {
             let Some(key) = txn.view(|v| edge(v, q, side))? else {
                 return Ok(None);
             };
-            if let Some(f) = self.pop_in(txn, s, &key, |kind, b| self.decode_as::<V>(kind, b))? {
+            if let Some(f) = self.pop_in(txn, s, &key, &decode)? {
                 return Ok(Some((key, f)));
             }
             // Expired (left in place by `pop_in`), or its value file was gone (removed by
@@ -229,10 +254,7 @@ impl<C: Codec> Cache<C> {
             if txn.view(|v| entries::meta(v, &key))?.is_some() {
                 remove_key(txn, s, &key)?;
             }
-        })?;
-        found
-            .map(|(k, f)| Ok((Key::from_encoded(&k)?, f.into_entry()?)))
-            .transpose()
+        })
     }
 
     /// The item at the front of the integer-keyed queue, left in place.
@@ -249,14 +271,26 @@ impl<C: Codec> Cache<C> {
         &self,
         q: &QueueOptions,
     ) -> Result<Option<(Key, Entry<V>)>> {
+        let found = self.peek_loaded(q, self.decoded::<V>())?;
+        found
+            .map(|(k, f)| Ok((Key::from_encoded(&k)?, f.into_entry()?)))
+            .transpose()
+    }
+
+    /// [`Cache::peek_with`], loading the value with `load`; returns the encoded key.
+    pub(crate) fn peek_loaded<R>(
+        &self,
+        q: &QueueOptions,
+        load: impl Fn(crate::format::value::ValueKind, Stored<'_>) -> Result<Option<R>>,
+    ) -> Result<Option<(Vec<u8>, Found<R>)>> {
         let side = q.side.unwrap_or(Side::Front);
         loop {
             // Usually the item at the end is live: read it without the writer lock.
             let Some(key) = self.read_view(|v, _| edge(v, q, side))? else {
                 return Ok(None);
             };
-            if let Some(f) = self.fetch(&key, false, self.decoded::<V>())? {
-                return Ok(Some((Key::from_encoded(&key)?, f.into_entry()?)));
+            if let Some(f) = self.fetch(&key, false, &load)? {
+                return Ok(Some((key, f)));
             }
             // Expired, or its value is lost: remove it and look again.
             self.settle_unreadable(&key)?;

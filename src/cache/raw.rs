@@ -25,6 +25,8 @@ pub enum ValueKind {
     Float,
     /// Bytes produced by the cache's codec.
     Encoded,
+    /// A value the Python package wrote in one of its own encodings (format spec section 17).
+    Python,
 }
 
 impl From<StoredKind> for ValueKind {
@@ -35,6 +37,7 @@ impl From<StoredKind> for ValueKind {
             StoredKind::Int => ValueKind::Int,
             StoredKind::Float => ValueKind::Float,
             StoredKind::Encoded => ValueKind::Encoded,
+            StoredKind::Python => ValueKind::Python,
         }
     }
 }

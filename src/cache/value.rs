@@ -22,6 +22,9 @@ pub enum Value {
     Float(f64),
     /// Bytes produced by the cache's codec.
     Encoded(Vec<u8>),
+    /// A value the Python package wrote in one of its own encodings (format spec section
+    /// 17): the plain encoding, a signed pickle, or a custom `Disk`'s record.
+    Python(Vec<u8>),
 }
 
 /// A value with its expiry time and tag, as [`crate::Cache::get_entry`] and
@@ -93,6 +96,18 @@ impl SetOptions {
         self
     }
 
+    /// Expire at `t` seconds since the Unix epoch (any finite time, past or future).
+    pub(crate) fn expire_at_secs(mut self, t: Option<f64>) -> SetOptions {
+        self.expire = t.map(Expiry::At);
+        self
+    }
+
+    /// Tag with an already-encoded tag.
+    pub(crate) fn encoded_tag_bytes(mut self, tag: Option<Vec<u8>>) -> SetOptions {
+        self.tag = tag.map(Ok);
+        self
+    }
+
     pub(crate) fn encoded_tag(&self) -> Result<Option<&[u8]>> {
         match &self.tag {
             None => Ok(None),
@@ -109,7 +124,31 @@ impl SetOptions {
     }
 }
 
+thread_local! {
+    /// The time `now()` reports on this thread, while [`with_clock`] runs.
+    static CLOCK: std::cell::Cell<Option<f64>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with the cache's clock on this thread reading `now` (seconds since the Unix
+/// epoch) instead of the system clock: expiry checks, store times, expire times given as
+/// durations, and access times all use it. For bindings whose language owns the clock (the
+/// Python package reads `time.time()`, which tests and freezegun replace). Other threads
+/// are not affected.
+pub fn with_clock<R>(now: f64, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<f64>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CLOCK.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(CLOCK.with(|c| c.replace(Some(now))));
+    f()
+}
+
 pub(crate) fn now() -> f64 {
+    if let Some(t) = CLOCK.with(std::cell::Cell::get) {
+        return t;
+    }
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())

@@ -170,6 +170,29 @@ pub(crate) fn open(
     Ok((len == size).then_some(f))
 }
 
+/// Opens a value file at `p` as a plain [`std::fs::File`] for a binding that hands it to
+/// its own language (whose file objects read it): read-only, refusing a symbolic link, and
+/// checked against the length `size` its record gives; `None` if it is gone or damaged
+/// (see [`open`]). Reading it through does not check its CRC.
+pub(crate) fn open_std(p: &Path, size: u64) -> Result<Option<std::fs::File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(p)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(None),
+        Err(e) => return Err(io_err("opening", p, e)),
+    };
+    let len = f
+        .metadata()
+        .map_err(|e| io_err("reading the length of", p, e))?
+        .len();
+    Ok((len == size).then_some(f))
+}
+
 /// Whether a value file exists (under its name, not as a symbolic link).
 pub(crate) fn exists(storage: &dyn Storage, dir: &Path, name: &str) -> Result<bool> {
     let p = path(dir, name);

@@ -15,6 +15,18 @@ pub const TAG_STR: u8 = 0x20;
 pub const TAG_BYTES: u8 = 0x30;
 /// First byte of an encoded composite key (one composite element follows).
 pub const TAG_COMPOSITE: u8 = 0x40;
+/// First byte of a Python object key in the plain encoding (a plain value follows: a
+/// tuple, list, None, bool or big integer key written by the Python package).
+pub const TAG_PY_PLAIN: u8 = 0x50;
+/// First byte of a pickled Python object key: the pickle, then a 32-byte HMAC-SHA256 of it.
+pub const TAG_PY_PICKLE: u8 = 0x60;
+/// First byte of a key that a custom Python `Disk` made (`raw=False`): its bytes follow.
+pub const TAG_PY_DISK: u8 = 0x70;
+/// First byte of the stand-in for a Python key whose encoding is longer than
+/// [`MAX_KEY_LEN`]: the SHA-256 of that encoding follows (the value carries the key).
+pub const TAG_PY_DIGEST: u8 = 0x58;
+/// Length of the MAC that ends a pickled key.
+pub const PICKLE_MAC_LEN: usize = 32;
 
 /// The largest encoded key accepted.
 pub const MAX_KEY_LEN: usize = 1 << 20;
@@ -293,6 +305,23 @@ pub fn validate(key: &[u8]) -> Result<(), DecodeError> {
             r.rest();
         }
         TAG_COMPOSITE => skip_element(&mut r, 0)?,
+        TAG_PY_PLAIN => {
+            super::plain::validate(r.rest())
+                .map_err(|e| DecodeError::new(1 + e.offset, e.detail))?;
+        }
+        TAG_PY_PICKLE => {
+            if r.rest().len() <= PICKLE_MAC_LEN {
+                return Err(DecodeError::new(1, "pickled key shorter than its MAC"));
+            }
+        }
+        TAG_PY_DISK => {
+            r.rest();
+        }
+        TAG_PY_DIGEST => {
+            if r.rest().len() != 32 {
+                return Err(DecodeError::new(1, "a key digest is 32 bytes"));
+            }
+        }
         t => return Err(DecodeError::new(0, format!("unknown key tag {t:#x}"))),
     }
     if !r.is_empty() {

@@ -10,6 +10,7 @@ mod key_de;
 mod key_ser;
 pub mod meta;
 pub mod node;
+pub mod plain;
 pub mod record;
 pub mod value;
 
@@ -31,6 +32,7 @@ pub struct DecodeError {
 }
 
 impl DecodeError {
+    /// A failure at `offset`.
     pub fn new(offset: usize, detail: impl Into<String>) -> DecodeError {
         DecodeError {
             offset,

@@ -20,6 +20,8 @@ pub enum ValueKind {
     Float = 3,
     /// Bytes produced by the cache's codec.
     Encoded = 4,
+    /// A value written by the Python package in one of its encodings (section 17).
+    Python = 5,
 }
 
 impl ValueKind {
@@ -30,9 +32,23 @@ impl ValueKind {
             2 => ValueKind::Int,
             3 => ValueKind::Float,
             4 => ValueKind::Encoded,
+            5 => ValueKind::Python,
             _ => return None,
         })
     }
+}
+
+/// The file a custom Python `Disk` wrote for a kind-5 value, if the value is such a record
+/// (sub-tag 0x04 with a non-empty name; format spec section 17).
+pub fn python_disk_file(b: &[u8]) -> Option<&str> {
+    let rest = b.strip_prefix(&[0x04])?;
+    let len = u32::from_le_bytes(rest.get(1..5)?.try_into().ok()?);
+    let end = 5usize.checked_add(usize::try_from(len).ok()?)?;
+    let name = rest.get(5..end)?;
+    if name.is_empty() {
+        return None;
+    }
+    std::str::from_utf8(name).ok()
 }
 
 /// A value in native form.
@@ -406,6 +422,11 @@ impl<'a> NativeDe<'a> {
                     .map_err(|_| DeError("stored float is not 8 bytes".into()))?,
             )),
             ValueKind::Encoded => return Err(DeError("codec-encoded value is not native".into())),
+            ValueKind::Python => {
+                return Err(DeError(
+                    "a value written by the Python package is not native".into(),
+                ))
+            }
         })
     }
 }

@@ -261,6 +261,7 @@ pub fn set(
                 Value::Float(_) => (ValueKind::Float, 8),
                 Value::Bytes(b) => (ValueKind::Bytes, b.len() as u64),
                 Value::Encoded(b) => (ValueKind::Encoded, b.len() as u64),
+                Value::Python(b) => (ValueKind::Python, b.len() as u64),
             };
             store_checked(store.set_value(&k, &v, &opts))?;
             (kind, size)

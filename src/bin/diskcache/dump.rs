@@ -64,6 +64,7 @@ pub fn kind_name(k: ValueKind) -> &'static str {
         ValueKind::Int => "int",
         ValueKind::Float => "float",
         ValueKind::Encoded => "encoded",
+        ValueKind::Python => "python",
     }
 }
 
@@ -74,6 +75,7 @@ fn kind_from(name: &str) -> Option<ValueKind> {
         "int" => ValueKind::Int,
         "float" => ValueKind::Float,
         "encoded" => ValueKind::Encoded,
+        "python" => ValueKind::Python,
         _ => return None,
     })
 }

@@ -49,6 +49,7 @@ fn kind(k: &Key) -> &'static str {
         Key::Float(_) => "float",
         Key::Str(_) => "str",
         Key::Bytes(_) => "bytes",
+        Key::Python(_) => "python",
         _ => "composite",
     }
 }

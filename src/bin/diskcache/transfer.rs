@@ -200,6 +200,7 @@ fn to_value(kind: ValueKind, b: Vec<u8>) -> Result<Value, String> {
         ValueKind::Int => Value::Int(i64::from_le_bytes(eight(&b)?)),
         ValueKind::Float => Value::Float(f64::from_le_bytes(eight(&b)?)),
         ValueKind::Encoded => Value::Encoded(b),
+        ValueKind::Python => Value::Python(b),
     })
 }
 

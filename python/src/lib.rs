@@ -1,0 +1,675 @@
+//! `diskcache._core`: the native half of the Python package. A `Store` is one handle on a
+//! cache directory; the Python classes in `diskcache.core` sit over it. Every call that
+//! touches the disk or waits for the writer lock runs with the GIL released.
+
+mod codec;
+mod disk;
+mod errors;
+mod store;
+mod stream;
+
+use codec::{push_binding, Codec};
+use disk::disk_record_bytes;
+use diskcache::{Cache, Number, TxnControl, ValueKind};
+use errors::to_py;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyFloat, PyInt, PyList};
+use std::time::Duration;
+use store::Hit;
+
+/// A key stored by code other than this package (a Rust composite key, or a custom Disk's
+/// key), passed around in its encoding so it can be looked up again.
+#[pyclass(frozen, module = "diskcache._core", eq, hash)]
+#[derive(PartialEq, Hash)]
+pub struct StoredKey {
+    pub bytes: Vec<u8>,
+}
+
+#[pymethods]
+impl StoredKey {
+    #[new]
+    fn new(bytes: Vec<u8>) -> StoredKey {
+        StoredKey { bytes }
+    }
+
+    #[getter]
+    fn encoded<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.bytes)
+    }
+
+    fn __repr__(&self) -> String {
+        match diskcache::Key::from_bytes(&self.bytes) {
+            Ok(k) => format!("StoredKey({k})"),
+            Err(_) => format!("StoredKey({:?})", self.bytes),
+        }
+    }
+}
+
+/// The time now, for operations whose caller gives none.
+fn diskcache_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn secs(x: Option<f64>) -> Option<f64> {
+    x.filter(|t| t.is_finite())
+}
+
+/// A handle on a cache directory.
+#[pyclass(frozen, module = "diskcache._core")]
+pub struct Store {
+    pub(crate) cache: Cache,
+    pub(crate) codec: Py<Codec>,
+    /// Files of a custom Disk whose entries this handle's operations removed or replaced,
+    /// for the Python side to remove (`take_displaced`).
+    pub(crate) displaced: std::sync::Mutex<Vec<String>>,
+}
+
+fn number(obj: &Bound<'_, PyAny>) -> PyResult<Number> {
+    if obj.is_exact_instance_of::<PyFloat>() {
+        return Ok(Number::Float(obj.extract()?));
+    }
+    // Any int (bools and int subclasses too): python-diskcache adds with Python's `+`.
+    if obj.is_instance_of::<PyInt>() {
+        return obj.extract::<i64>().map(Number::Int).map_err(|_| {
+            pyo3::exceptions::PyOverflowError::new_err(
+                "Python int too large to store as a 64-bit integer",
+            )
+        });
+    }
+    Err(PyTypeError::new_err("incr needs an int or a float delta"))
+}
+
+fn number_py(py: Python<'_>, n: Number) -> PyResult<Py<PyAny>> {
+    Ok(match n {
+        Number::Int(i) => i.into_pyobject(py)?.into_any().unbind(),
+        Number::Float(f) => f.into_pyobject(py)?.into_any().unbind(),
+    })
+}
+
+#[pymethods]
+impl Store {
+    #[new]
+    #[pyo3(signature = (directory, timeout, codec, min_file_size=None))]
+    fn new(
+        py: Python<'_>,
+        directory: String,
+        timeout: f64,
+        codec: Py<Codec>,
+        min_file_size: Option<u64>,
+    ) -> PyResult<Store> {
+        let t = if timeout.is_finite() && timeout >= 0.0 {
+            Duration::from_secs_f64(timeout.min(1e9))
+        } else {
+            Duration::MAX
+        };
+        let cache = py
+            .detach(|| {
+                let mut b = Cache::builder().timeout(t);
+                if let Some(m) = min_file_size {
+                    b = b.min_file_size(m);
+                }
+                b.open(&directory)
+            })
+            .map_err(to_py)?;
+        Ok(Store {
+            cache,
+            codec,
+            displaced: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    #[getter]
+    fn codec_obj(&self, py: Python<'_>) -> Py<Codec> {
+        self.codec.clone_ref(py)
+    }
+
+    /// The encoded key of `key`.
+    fn encode_key<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        Ok(PyBytes::new(py, &self.codec(py).key(key)?))
+    }
+
+    #[pyo3(signature = (key, now, default, read=false, expire_time=false, tag=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn get(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        now: f64,
+        default: Py<PyAny>,
+        read: bool,
+        expire_time: bool,
+        tag: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let (k, _) = self.skey(py, key)?;
+        let got = self.op(py, now, || self.cache.raw_get(&k, read))?;
+        if let Some(f) = got {
+            let (et, t) = (f.expire_time, f.tag.clone());
+            if let Some(v) = self.value_py(py, &k, f.data, f.kind, now)? {
+                if !expire_time && !tag {
+                    return Ok(v.unbind());
+                }
+                let t = self.tag_py(py, t.as_deref())?;
+                return Self::shape(py, v.unbind(), et, t, expire_time, tag);
+            }
+        }
+        Self::shape(py, default, None, py.None(), expire_time, tag)
+    }
+
+    #[pyo3(signature = (key, value, now, expire=None, read=false, tag=None, retry=false, only_if_absent=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn set(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        now: f64,
+        expire: Option<f64>,
+        read: bool,
+        tag: Option<&Bound<'_, PyAny>>,
+        retry: bool,
+        only_if_absent: bool,
+    ) -> PyResult<bool> {
+        let (k, long) = self.skey(py, key)?;
+        let t = match tag {
+            Some(t) => self.tag_key(py, t)?,
+            None => None,
+        };
+        let binding = long.clone().unwrap_or_else(|| k.clone());
+        let prepared = self.prepare_for(py, value, read, &binding, long.as_deref())?;
+        let et = secs(expire.map(|e| now + e));
+        self.op(py, now, || {
+            self.cache
+                .raw_put(&k, prepared, et, t, only_if_absent, retry)
+        })
+    }
+
+    fn contains(&self, py: Python<'_>, key: &Bound<'_, PyAny>, now: f64) -> PyResult<bool> {
+        let (k, _) = self.skey(py, key)?;
+        self.op(py, now, || self.cache.raw_contains(&k))
+    }
+
+    fn delete(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        now: f64,
+        retry: bool,
+    ) -> PyResult<bool> {
+        let (k, _) = self.skey(py, key)?;
+        self.op(py, now, || self.cache.raw_delete(&k, retry))
+    }
+
+    #[pyo3(signature = (key, now, default, expire_time=false, tag=false, retry=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn pop(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        now: f64,
+        default: Py<PyAny>,
+        expire_time: bool,
+        tag: bool,
+        retry: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let (k, _) = self.skey(py, key)?;
+        let got = self.op(py, now, || self.cache.raw_pop(&k, retry))?;
+        if let Some(f) = got {
+            let (et, t) = (f.expire_time, f.tag.clone());
+            if let Some(v) = self.value_py(py, &k, f.data, f.kind, now)? {
+                let t = self.tag_py(py, t.as_deref())?;
+                return Self::shape(py, v.unbind(), et, t, expire_time, tag);
+            }
+        }
+        Self::shape(py, default, None, py.None(), expire_time, tag)
+    }
+
+    fn touch(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        now: f64,
+        expire: Option<f64>,
+        retry: bool,
+    ) -> PyResult<bool> {
+        let (k, _) = self.skey(py, key)?;
+        let et = secs(expire.map(|e| now + e));
+        self.op(py, now, || self.cache.raw_touch(&k, et, retry))
+    }
+
+    fn incr(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        delta: &Bound<'_, PyAny>,
+        default: &Bound<'_, PyAny>,
+        now: f64,
+        retry: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let (k, _) = self.skey(py, key)?;
+        let delta = number(delta)?;
+        let default = if default.is_none() {
+            None
+        } else {
+            Some(number(default)?)
+        };
+        match self.op_raw(py, now, || self.cache.raw_incr(&k, delta, default, retry)) {
+            Ok(n) => number_py(py, n),
+            Err(diskcache::Error::KeyNotFound) => {
+                Err(pyo3::exceptions::PyKeyError::new_err(key.clone().unbind()))
+            }
+            Err(e) => Err(to_py(e)),
+        }
+    }
+
+    #[pyo3(signature = (value, now, prefix=None, front=false, expire=None, read=false, tag=None, retry=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &self,
+        py: Python<'_>,
+        value: &Bound<'_, PyAny>,
+        now: f64,
+        prefix: Option<String>,
+        front: bool,
+        expire: Option<f64>,
+        read: bool,
+        tag: Option<&Bound<'_, PyAny>>,
+        retry: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let t = match tag {
+            Some(t) => self.tag_key(py, t)?,
+            None => None,
+        };
+        let prepared = self.prepare(py, value, read, &push_binding(prefix.as_deref()))?;
+        let et = secs(expire.map(|e| now + e));
+        let key = self.op(py, now, || {
+            self.cache
+                .raw_push(prepared, prefix.as_deref(), front, et, t, retry)
+        })?;
+        Ok(self
+            .codec(py)
+            .key_to_py(py, &key)?
+            .map_or_else(|| py.None(), Bound::unbind))
+    }
+
+    /// `pull` (take = true) or `peek`; `None` when the queue is empty.
+    #[pyo3(signature = (take, now, prefix=None, front=true, expire_time=false, tag=false, retry=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn pull(
+        &self,
+        py: Python<'_>,
+        take: bool,
+        now: f64,
+        prefix: Option<String>,
+        front: bool,
+        expire_time: bool,
+        tag: bool,
+        retry: bool,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        loop {
+            let got = self.op(py, now, || {
+                if take {
+                    self.cache.raw_pull(prefix.as_deref(), front, retry)
+                } else {
+                    self.cache.raw_peek(prefix.as_deref(), front, retry)
+                }
+            })?;
+            let Some((key, found)) = got else {
+                return Ok(None);
+            };
+            let hit = Hit {
+                key: Some(key),
+                found,
+            };
+            if let Some(item) = self.item_py(py, hit, now, expire_time, tag)? {
+                return Ok(Some(item));
+            }
+        }
+    }
+
+    #[pyo3(signature = (last, now, expire_time=false, tag=false, retry=false))]
+    fn peekitem(
+        &self,
+        py: Python<'_>,
+        last: bool,
+        now: f64,
+        expire_time: bool,
+        tag: bool,
+        retry: bool,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        loop {
+            let got = self.op(py, now, || self.cache.raw_peekitem(last, retry))?;
+            let Some((key, found)) = got else {
+                return Ok(None);
+            };
+            let hit = Hit {
+                key: Some(key),
+                found,
+            };
+            if let Some(item) = self.item_py(py, hit, now, expire_time, tag)? {
+                return Ok(Some(item));
+            }
+        }
+    }
+
+    fn last_rowid(&self, py: Python<'_>) -> PyResult<u64> {
+        py.detach(|| self.cache.raw_last_rowid()).map_err(to_py)
+    }
+
+    /// A page of keys: `(keys, cursor)`; `cursor` is None at the end. Pickled keys whose
+    /// MAC fails are left out. With `disk`, keys come as `(db_key, raw)` pairs.
+    #[pyo3(signature = (sorted, rev, cursor, upto, limit, disk=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn keys(
+        &self,
+        py: Python<'_>,
+        sorted: bool,
+        rev: bool,
+        cursor: Option<Vec<u8>>,
+        upto: u64,
+        limit: usize,
+        disk: bool,
+    ) -> PyResult<(Py<PyList>, Option<Py<PyBytes>>)> {
+        let (keys, next) = py
+            .detach(|| {
+                self.cache
+                    .raw_keys(sorted, rev, cursor.as_deref(), upto, limit)
+            })
+            .map_err(to_py)?;
+        let out = PyList::empty(py);
+        for k in keys {
+            if disk {
+                let (key, raw) = self.db_key_py(py, &k)?;
+                out.append((key, raw))?;
+            } else {
+                let full = match self.full_key(py, &k, None) {
+                    Ok(f) => f,
+                    Err(_) => continue, // Removed meanwhile, or damaged: skipped.
+                };
+                if let Some(obj) = self.codec(py).key_to_py(py, &full)? {
+                    out.append(obj)?;
+                }
+            }
+        }
+        Ok((out.unbind(), next.map(|c| PyBytes::new(py, &c).unbind())))
+    }
+
+    fn len(&self, py: Python<'_>) -> PyResult<u64> {
+        py.detach(|| self.cache.len()).map_err(to_py)
+    }
+
+    fn volume(&self, py: Python<'_>) -> PyResult<u64> {
+        py.detach(|| self.cache.volume()).map_err(to_py)
+    }
+
+    fn clear_some(&self, py: Python<'_>, limit: usize) -> PyResult<u64> {
+        self.op(py, diskcache_now(), || self.cache.clear_some(limit))
+    }
+
+    fn expire_some(&self, py: Python<'_>, now: f64, limit: usize) -> PyResult<u64> {
+        self.op(py, now, || self.cache.expire_some(now, limit))
+    }
+
+    fn cull_some(&self, py: Python<'_>, limit: usize) -> PyResult<u64> {
+        self.op(py, diskcache_now(), || self.cache.cull_some(limit))
+    }
+
+    /// One batch of `evict`: `(removed, next)`; `next` is None when done.
+    fn evict_some(
+        &self,
+        py: Python<'_>,
+        tag: &Bound<'_, PyAny>,
+        after: u64,
+        limit: usize,
+    ) -> PyResult<(u64, Option<u64>)> {
+        let Some(t) = self.tag_key(py, tag)? else {
+            return Ok((0, None));
+        };
+        self.op(py, diskcache_now(), || {
+            self.cache.evict_some(&t, after, limit)
+        })
+    }
+
+    fn begin(&self, py: Python<'_>, retry: bool) -> PyResult<()> {
+        py.detach(|| self.cache.begin_transaction(retry))
+            .map_err(to_py)
+    }
+
+    fn end(&self, py: Python<'_>, commit: bool) -> PyResult<()> {
+        let how = if commit {
+            TxnControl::Commit
+        } else {
+            TxnControl::Rollback
+        };
+        py.detach(|| self.cache.end_transaction(how)).map_err(to_py)
+    }
+
+    /// Stores a setting given as JSON text; returns the stored value as JSON text.
+    fn reset(&self, py: Python<'_>, name: String, value_json: String) -> PyResult<String> {
+        let v: serde_json::Value =
+            serde_json::from_str(&value_json).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let stored = py.detach(|| self.cache.reset(&name, v)).map_err(to_py)?;
+        Ok(stored.to_string())
+    }
+
+    /// Every setting, as JSON text of an object.
+    fn settings(&self, py: Python<'_>) -> PyResult<String> {
+        let all = py.detach(|| self.cache.settings()).map_err(to_py)?;
+        serde_json::to_string(&all).map_err(|e| PyValueError::new_err(e.to_string()))
+    }
+
+    /// A setting or counter as JSON text (None if unknown).
+    fn setting(&self, py: Python<'_>, name: String) -> PyResult<Option<String>> {
+        let v = py.detach(|| self.cache.setting(&name)).map_err(to_py)?;
+        Ok(v.map(|v| v.to_string()))
+    }
+
+    fn stats(&self, py: Python<'_>, enable: bool, reset: bool) -> PyResult<(u64, u64)> {
+        py.detach(|| self.cache.stats(enable, reset)).map_err(to_py)
+    }
+
+    /// `check(fix)`: a list of `(kind, message)` pairs.
+    fn check(&self, py: Python<'_>, fix: bool) -> PyResult<Vec<(String, String)>> {
+        let w = py.detach(|| self.cache.check(fix)).map_err(to_py)?;
+        Ok(w.into_iter()
+            .map(|w| (format!("{:?}", w.kind), w.message))
+            .collect())
+    }
+
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        let c = self.cache.clone();
+        py.detach(|| c.close()).map_err(to_py)
+    }
+
+    /// Takes the names (relative to the directory) of custom-Disk files whose entries are
+    /// gone; the caller removes them.
+    fn take_displaced(&self) -> Vec<String> {
+        self.displaced
+            .lock()
+            .map(|mut d| std::mem::take(&mut *d))
+            .unwrap_or_default()
+    }
+
+    fn values_dir(&self) -> String {
+        self.cache.values_dir().to_string_lossy().into_owned()
+    }
+
+    // --- custom Disk: keys and records as the Disk made them ---
+
+    /// The stored key of a custom Disk's `(db_key, raw)`.
+    fn disk_key(
+        &self,
+        py: Python<'_>,
+        db_key: &Bound<'_, PyAny>,
+        raw: bool,
+    ) -> PyResult<StoredKey> {
+        Ok(StoredKey {
+            bytes: self.db_key(py, db_key, raw)?,
+        })
+    }
+
+    #[pyo3(signature = (db_key, raw, now))]
+    fn disk_get(
+        &self,
+        py: Python<'_>,
+        db_key: &Bound<'_, PyAny>,
+        raw: bool,
+        now: f64,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        let k = self.db_key(py, db_key, raw)?;
+        let got = self.op(py, now, || self.cache.raw_get(&k, false))?;
+        got.map(|found| self.disk_hit(py, Hit { key: None, found }, false))
+            .transpose()
+    }
+
+    #[pyo3(signature = (db_key, raw, mode, filename, db_value, now, expire=None, tag=None, retry=false, only_if_absent=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn disk_set(
+        &self,
+        py: Python<'_>,
+        db_key: &Bound<'_, PyAny>,
+        raw: bool,
+        mode: u8,
+        filename: Option<String>,
+        db_value: &Bound<'_, PyAny>,
+        now: f64,
+        expire: Option<f64>,
+        tag: Option<&Bound<'_, PyAny>>,
+        retry: bool,
+        only_if_absent: bool,
+    ) -> PyResult<bool> {
+        let k = self.db_key(py, db_key, raw)?;
+        let t = match tag {
+            Some(t) => self.tag_key(py, t)?,
+            None => None,
+        };
+        let record = disk_record_bytes(mode, filename.as_deref(), db_value)?;
+        let prepared = py
+            .detach(|| self.cache.prepare_bytes(ValueKind::Python, record))
+            .map_err(to_py)?;
+        let et = secs(expire.map(|e| now + e));
+        self.op(py, now, || {
+            self.cache
+                .raw_put(&k, prepared, et, t, only_if_absent, retry)
+        })
+    }
+
+    #[pyo3(signature = (db_key, raw, now, retry=false))]
+    fn disk_pop(
+        &self,
+        py: Python<'_>,
+        db_key: &Bound<'_, PyAny>,
+        raw: bool,
+        now: f64,
+        retry: bool,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        let k = self.db_key(py, db_key, raw)?;
+        let got = self.op(py, now, || self.cache.raw_pop(&k, retry))?;
+        got.map(|found| self.disk_hit(py, Hit { key: None, found }, false))
+            .transpose()
+    }
+
+    /// A custom Disk's `pull` (take) or `peek`: `(db_key, raw, mode, filename, value,
+    /// expire_time, tag)` or None.
+    #[pyo3(signature = (take, now, prefix=None, front=true, retry=false))]
+    fn disk_pull(
+        &self,
+        py: Python<'_>,
+        take: bool,
+        now: f64,
+        prefix: Option<String>,
+        front: bool,
+        retry: bool,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        let got = self.op(py, now, || {
+            if take {
+                self.cache.raw_pull(prefix.as_deref(), front, retry)
+            } else {
+                self.cache.raw_peek(prefix.as_deref(), front, retry)
+            }
+        })?;
+        got.map(|(key, found)| {
+            self.disk_hit(
+                py,
+                Hit {
+                    key: Some(key),
+                    found,
+                },
+                true,
+            )
+        })
+        .transpose()
+    }
+
+    #[pyo3(signature = (last, now, retry=false))]
+    fn disk_peekitem(
+        &self,
+        py: Python<'_>,
+        last: bool,
+        now: f64,
+        retry: bool,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        let got = self.op(py, now, || self.cache.raw_peekitem(last, retry))?;
+        got.map(|(key, found)| {
+            self.disk_hit(
+                py,
+                Hit {
+                    key: Some(key),
+                    found,
+                },
+                true,
+            )
+        })
+        .transpose()
+    }
+
+    /// A custom Disk's `push`: stores its record under the next queue key; returns the key.
+    #[pyo3(signature = (mode, filename, db_value, now, prefix=None, front=false, expire=None, tag=None, retry=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn disk_push(
+        &self,
+        py: Python<'_>,
+        mode: u8,
+        filename: Option<String>,
+        db_value: &Bound<'_, PyAny>,
+        now: f64,
+        prefix: Option<String>,
+        front: bool,
+        expire: Option<f64>,
+        tag: Option<&Bound<'_, PyAny>>,
+        retry: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let t = match tag {
+            Some(t) => self.tag_key(py, t)?,
+            None => None,
+        };
+        let record = disk_record_bytes(mode, filename.as_deref(), db_value)?;
+        let prepared = py
+            .detach(|| self.cache.prepare_bytes(ValueKind::Python, record))
+            .map_err(to_py)?;
+        let et = secs(expire.map(|e| now + e));
+        let key = self.op(py, now, || {
+            self.cache
+                .raw_push(prepared, prefix.as_deref(), front, et, t, retry)
+        })?;
+        Ok(self
+            .codec(py)
+            .key_to_py(py, &key)?
+            .map_or_else(|| py.None(), Bound::unbind))
+    }
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<Store>()?;
+    m.add_class::<Codec>()?;
+    m.add_class::<StoredKey>()?;
+    Ok(())
+}

@@ -1,0 +1,31 @@
+"""Fixtures: a fresh cache in a temporary directory, and a private pickle key file."""
+
+import os
+import shutil
+import tempfile
+
+import pytest
+
+# Every test process keeps its per-user pickle key under a temporary state directory,
+# never in the real home directory.
+_STATE = tempfile.mkdtemp(prefix='diskcache-tests-state-')
+os.environ['XDG_STATE_HOME'] = _STATE
+os.environ.pop('DISKCACHE_PICKLE_KEY', None)
+
+import diskcache as dc  # noqa: E402
+
+
+@pytest.fixture
+def cache(tmp_path):
+    with dc.Cache(str(tmp_path / 'cache')) as cache:
+        yield cache
+
+
+@pytest.fixture
+def fanout(tmp_path):
+    with dc.FanoutCache(str(tmp_path / 'fanout'), shards=4, timeout=1) as fanout:
+        yield fanout
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_STATE, ignore_errors=True)

@@ -1,0 +1,246 @@
+"""Handles, settings, errors, transactions, threads and processes."""
+
+import multiprocessing
+import os
+import pickle
+import threading
+import time
+from unittest import mock
+
+import pytest
+
+import diskcache as dc
+
+
+def test_settings_persist_and_sqlite_settings_are_inert(tmp_path):
+    directory = str(tmp_path / 'c')
+    cache = dc.Cache(directory, size_limit=12345, sqlite_mmap_size=7, MAX_ENTRIES=30)
+    assert cache.size_limit == 12345 and cache.sqlite_mmap_size == 7
+    other = dc.Cache(directory)
+    assert other.size_limit == 12345
+    assert other.sqlite_mmap_size == 7 and other.MAX_ENTRIES == 30
+    assert other.reset('MAX_ENTRIES') == 30
+
+
+def test_handles_pickle_to_directory_and_settings(tmp_path):
+    cache = dc.Cache(str(tmp_path / 'c'), cull_limit=3)
+    cache['k'] = 'v'
+    other = pickle.loads(pickle.dumps(cache))
+    assert other.directory == cache.directory and other['k'] == 'v'
+    assert other.cull_limit == 3
+    fanout = dc.FanoutCache(str(tmp_path / 'f'), shards=3)
+    fanout['k'] = 1
+    assert pickle.loads(pickle.dumps(fanout))['k'] == 1
+    deque = dc.Deque([1, 2], str(tmp_path / 'd'), maxlen=5)
+    back = pickle.loads(pickle.dumps(deque))
+    assert list(back) == [1, 2] and back.maxlen == 5
+    index = dc.Index(str(tmp_path / 'i'), {'a': 1})
+    assert dict(pickle.loads(pickle.dumps(index))) == {'a': 1}
+
+
+def test_an_explicit_pickle_key_travels_with_the_handle_and_others_do_not(tmp_path):
+    explicit = dc.Cache(str(tmp_path / 'a'), pickle_key=b'secret')
+    assert b'secret' in pickle.dumps(explicit)
+    implicit = dc.Cache(str(tmp_path / 'b'))
+    state = pickle.dumps(implicit)
+    assert implicit._codec is not None and b'secret' not in state
+    assert len(state) < 300
+
+
+def test_timeout_when_another_thread_holds_the_writer_lock(tmp_path):
+    directory = str(tmp_path / 'c')
+    holder = dc.Cache(directory)
+    waiter = dc.Cache(directory, timeout=0.05)
+    entered, release = threading.Event(), threading.Event()
+
+    def hold():
+        with holder.transact():
+            holder['held'] = 1
+            entered.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    entered.wait(5)
+    try:
+        start = time.time()
+        with pytest.raises(dc.Timeout):
+            waiter.set('x', b'y' * 100000)
+        assert time.time() - start < 2
+        with pytest.raises(dc.Timeout) as info:
+            waiter.clear()
+        assert info.value.args == (0,)
+        assert waiter.get('held') is None  # readers are not blocked; not committed yet
+    finally:
+        release.set()
+        thread.join()
+    assert waiter['held'] == 1
+    assert waiter.check() == []  # the timed-out write left no value file behind
+
+
+def test_the_gil_is_released_while_waiting_for_the_lock(tmp_path):
+    directory = str(tmp_path / 'c')
+    holder = dc.Cache(directory)
+    waiter = dc.Cache(directory, timeout=10)
+    entered, release = threading.Event(), threading.Event()
+    counter = {'n': 0}
+
+    def hold():
+        with holder.transact():
+            entered.set()
+            release.wait(5)
+
+    def wait_for_lock():
+        waiter.set('k', 'v')
+
+    def spin():
+        end = time.time() + 0.3
+        while time.time() < end:
+            counter['n'] += 1
+
+    holding = threading.Thread(target=hold)
+    holding.start()
+    entered.wait(5)
+    blocked = threading.Thread(target=wait_for_lock)
+    blocked.start()
+    time.sleep(0.05)
+    spin()  # runs only if the blocked thread let go of the GIL
+    assert blocked.is_alive() and counter['n'] > 1000
+    release.set()
+    holding.join()
+    blocked.join()
+    assert waiter['k'] == 'v'
+
+
+def test_transactions_commit_or_roll_back_together(cache):
+    with cache.transact():
+        cache['a'] = 1
+        with cache.transact():
+            cache['b'] = 2
+    assert cache['a'] + cache['b'] == 3
+    with pytest.raises(RuntimeError):
+        with cache.transact():
+            cache['a'] = 100
+            raise RuntimeError
+    assert cache['a'] == 1
+
+
+def test_clear_and_cull_go_through_transact(cache):
+    for n in range(10):
+        cache[n] = n
+    with mock.patch.object(cache, '_transact', side_effect=dc.Timeout):
+        with pytest.raises(dc.Timeout):
+            cache.clear()
+    assert cache.clear() == 10
+
+
+def test_threads_incr_without_losing_counts(cache):
+    def work():
+        for _ in range(200):
+            cache.incr('n', retry=True)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert cache['n'] == 1600
+
+
+def _incr_many(directory):
+    cache = dc.Cache(directory)
+    for _ in range(100):
+        cache.incr(b'key', retry=True)
+
+
+def test_processes_incr_without_losing_counts(tmp_path):
+    directory = str(tmp_path / 'c')
+    dc.Cache(directory)
+    context = multiprocessing.get_context('spawn')
+    procs = [context.Process(target=_incr_many, args=(directory,)) for _ in range(4)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+        assert proc.exitcode == 0
+    assert dc.Cache(directory)[b'key'] == 400
+
+
+def test_errors_use_python_diskcache_types(tmp_path, cache):
+    with pytest.raises(KeyError):
+        cache['missing']
+    with pytest.raises(KeyError):
+        del cache['missing']
+    with pytest.raises(KeyError):
+        cache.peekitem()
+    with pytest.raises(EnvironmentError):
+        with mock.patch('os.makedirs', side_effect=OSError(13, 'denied')):
+            dc.Cache(str(tmp_path / 'nope' / 'deeper'))
+    with pytest.raises(KeyError):
+        cache.push(1, side='middle')
+    assert issubclass(dc.core.OperationalError, __import__('sqlite3').OperationalError)
+
+
+def test_nothing_warns(tmp_path, recwarn):
+    cache = dc.Cache(str(tmp_path / 'c'), sqlite_journal_mode='delete', unknown=1)
+    cache['k'] = 1
+    cache.check()
+    assert len(recwarn) == 0
+
+
+def test_expiry_follows_time_time(cache):
+    now = time.time()
+    with mock.patch('time.time', return_value=now):
+        cache.set('k', 1, expire=10)
+    with mock.patch('time.time', return_value=now + 5):
+        assert cache['k'] == 1
+    with mock.patch('time.time', return_value=now + 11):
+        assert cache.get('k') is None
+        assert cache.expire() == 1
+
+
+def test_fanout_swallows_timeouts(fanout):
+    shards = mock.Mock()
+    shard = mock.Mock()
+    shards.__getitem__ = mock.Mock(return_value=shard)
+    shard.set.side_effect = dc.Timeout
+    shard.get.side_effect = dc.Timeout
+    with mock.patch.object(fanout, '_shards', shards):
+        assert fanout.set('k', 1) is False
+        assert fanout.get('k', default='d') == 'd'
+
+
+def test_the_stub_names_every_native_method():
+    import ast
+
+    import diskcache._core as native
+
+    path = os.path.join(os.path.dirname(dc.__file__), '_core.pyi')
+    with open(path) as reader:
+        tree = ast.parse(reader.read())
+    stubbed = {
+        node.name: {item.name for item in node.body if isinstance(item, ast.FunctionDef)}
+        | {item.target.id for item in node.body if isinstance(item, ast.AnnAssign)}
+        for node in tree.body
+        if isinstance(node, ast.ClassDef)
+    }
+    for name in ('Store', 'Codec', 'StoredKey'):
+        actual = {attr for attr in dir(getattr(native, name)) if not attr.startswith('_')}
+        assert actual <= stubbed[name], (name, sorted(actual - stubbed[name]))
+
+
+@pytest.mark.skipif(not hasattr(os, 'fork'), reason='needs os.fork')
+def test_a_handle_made_before_fork_works_in_the_child(cache):
+    cache['parent'] = 1
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            if cache['parent'] == 1:
+                cache['child'] = 2
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert cache['child'] == 2
