@@ -93,6 +93,62 @@ fn scenarios() -> Vec<ops::Input> {
             ],
         });
     }
+    // A handle that goes on in a forked child (the parent living on with its locks, or
+    // dying), and value files damaged between runs: the damaged entry costs itself only.
+    for full in [false, true] {
+        for parent_dies in [false, true] {
+            out.push(Input {
+                config: config(full),
+                ops: vec![
+                    Op::Set {
+                        key: 1,
+                        val: large(1),
+                        expiry: Expiry::Never,
+                        tag: None,
+                    },
+                    Op::Set {
+                        key: 2,
+                        val: large(2),
+                        expiry: Expiry::Future,
+                        tag: Some(2),
+                    },
+                    Op::Second(Second::Open),
+                    Op::Fork { parent_dies },
+                    Op::Set {
+                        key: 3,
+                        val: Val::Small(vec![3]),
+                        expiry: Expiry::Never,
+                        tag: None,
+                    },
+                    Op::Second(Second::Incr(4, 2)),
+                    Op::DamageValueFile {
+                        pick: 0,
+                        remove: parent_dies,
+                    },
+                    Op::Set {
+                        key: 5,
+                        val: large(5),
+                        expiry: Expiry::Never,
+                        tag: None,
+                    },
+                    Op::Fork {
+                        parent_dies: !parent_dies,
+                    },
+                    Op::DamageValueFile {
+                        pick: 1,
+                        remove: !parent_dies,
+                    },
+                    Op::Compact,
+                    Op::Crash {
+                        power: true,
+                        during_recovery: None,
+                        second_power: false,
+                    },
+                    Op::Check,
+                ],
+            });
+        }
+    }
     // A failure after a checkpoint was published (compact: checkpoint, then a new index
     // file) still leaves that checkpoint durable; a power loss must not go back past it.
     for after in 0..40 {

@@ -543,7 +543,8 @@ impl Run {
                     let leftover =
                         matches!(w.kind, K::UnknownFile | K::StaleFile | K::EmptyDirectory);
                     let damage = matches!(w.kind, K::MissingFile | K::BadFile | K::EmptyDirectory);
-                    if !(leftover && self.faulted) && !(damage && damaged) {
+                    let expected = (leftover && self.faulted) || (damage && damaged);
+                    if !expected {
                         violation(&format!("{when}: check reports {w}"));
                     }
                 }
