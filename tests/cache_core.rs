@@ -2461,3 +2461,38 @@ fn a_timeout_of_duration_max_waits_for_the_writer_lock_as_long_as_it_takes() {
     t.join().expect("holder");
     w.join().expect("waiter");
 }
+
+/// Keys (and tags) near the 1 MiB limit fill a branch node with a single entry by size:
+/// checkpoints, compaction and the tag index must still build shallow trees (they built
+/// single-entry branches level upon level until "tree too deep").
+#[test]
+fn keys_and_tags_near_the_size_limit_survive_checkpoints_and_compaction() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = Cache::builder()
+        .tag_index(true)
+        .open(dir.path())
+        .expect("open");
+    let big = |i: u8, c: u8| {
+        let mut k = vec![c + i; (1 << 20) - 16];
+        k[0] = i;
+        k
+    };
+    for i in 0..12u8 {
+        let tag = String::from_utf8(vec![b'x' + i % 3; (1 << 20) - 16]).expect("utf-8");
+        cache
+            .set_with(&big(i, b'a'), i64::from(i), &SetOptions::new().tag(tag.as_str()))
+            .expect("set");
+    }
+    cache.compact().expect("compact");
+    for i in 0..12u8 {
+        assert_eq!(cache.get::<i64>(&big(i, b'a')).expect("get"), Some(i64::from(i)));
+    }
+    let removed = cache
+        .evict("x".repeat((1 << 20) - 16).as_str())
+        .expect("evict");
+    assert_eq!(removed, 4);
+    assert!(cache.check(false).expect("check").is_empty());
+    drop(cache);
+    let cache = Cache::open(dir.path()).expect("reopen");
+    assert_eq!(cache.len().expect("len"), 8);
+}

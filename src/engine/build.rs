@@ -392,11 +392,15 @@ impl<'a, 'w> Apply<'a, 'w> {
                 }
             }
             Entries::Branch(v) => {
+                // A branch node takes at least two entries (however large their keys, up to
+                // 1 MiB each), and none is left alone at the end: then every level has at
+                // most half the nodes of the one below, and the tree stays shallow.
                 let mut from = 0;
                 let mut size = NODE_HEADER_LEN;
                 for i in 0..v.len() {
                     size += node::branch_entry_len(v[i].0);
-                    if size >= per || i + 1 == v.len() {
+                    let full = size >= per && i + 1 - from >= 2 && v.len() - (i + 1) != 1;
+                    if full || i + 1 == v.len() {
                         let r = self.w.branch(self.tree, level, &v[from..=i])?;
                         out.push((v[from].0, r));
                         from = i + 1;
@@ -480,9 +484,10 @@ impl<'a, 'w> Bulk<'a, 'w> {
             self.levels.push((Vec::new(), NODE_HEADER_LEN));
         }
         let e = node::branch_entry_len(key);
+        // At least two entries per branch, however large the keys (see `Apply::pack`).
         let full = {
             let (list, size) = &self.levels[level];
-            !list.is_empty() && size + e > NODE_TARGET
+            list.len() >= 2 && size + e > NODE_TARGET
         };
         if full {
             let list = std::mem::take(&mut self.levels[level].0);
