@@ -3,6 +3,34 @@
 //! A Rust reimplementation of python-diskcache's `Cache` on a log-structured store with
 //! memory-mapped copy-on-write B+trees instead of SQLite. See the README for the tour and
 //! `format-spec/` for the on-disk format.
+//!
+//! # Guarantees
+//!
+//! - Any number of handles, in one process or many, share a directory; readers never wait
+//!   for writers, writers exclude each other. A handle survives `fork()`: the child never
+//!   releases or keeps its parent's locks, and goes on with a handle of its own (a
+//!   transaction open at the fork fails in the child with [`Error::Forked`]).
+//! - `kill -9` loses no committed transaction. Power loss loses at most the transactions
+//!   since the last checkpoint ([`SyncLevel::Normal`]) or none ([`SyncLevel::Full`]); the
+//!   level is the cache's, so no handle can weaken another's promise; the cache always
+//!   reopens.
+//! - Damage costs what it must: a missing or damaged value file loses its entry (a miss,
+//!   which [`Cache::check`] reports), never later commits; a damaged checkpoint slot is
+//!   recovered from the copy in the log; a missing or empty meta file is refused, never
+//!   replaced by an empty cache ([`CacheBuilder::repair`] rebuilds it). A full disk or a
+//!   failed write is an error, never a SIGBUS, on ext4, xfs, btrfs, tmpfs and overlayfs; a
+//!   failed sync makes the handle refuse writes until reopened.
+//! - Nothing from the directory is executed or followed: values are decoded by bincode or
+//!   JSON, value files are opened without following links and checked against their
+//!   length and checksum. New directories are 0700 and files 0600
+//!   ([`CacheBuilder::file_mode`] shares them with a group).
+//!
+//! # Limits
+//!
+//! Network file systems (NFS, SMB, ...) are refused unless one handle alone uses the cache
+//! ([`CacheBuilder::single_process`]); handles on a copy-on-write file system must share
+//! `/dev/shm`; the writer-liveness locks are Linux's open-file-description locks (other
+//! Unix systems use whole-file locks on per-handle files).
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]

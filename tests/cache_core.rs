@@ -2480,12 +2480,19 @@ fn keys_and_tags_near_the_size_limit_survive_checkpoints_and_compaction() {
     for i in 0..12u8 {
         let tag = String::from_utf8(vec![b'x' + i % 3; (1 << 20) - 16]).expect("utf-8");
         cache
-            .set_with(&big(i, b'a'), i64::from(i), &SetOptions::new().tag(tag.as_str()))
+            .set_with(
+                big(i, b'a'),
+                i64::from(i),
+                &SetOptions::new().tag(tag.as_str()),
+            )
             .expect("set");
     }
     cache.compact().expect("compact");
     for i in 0..12u8 {
-        assert_eq!(cache.get::<i64>(&big(i, b'a')).expect("get"), Some(i64::from(i)));
+        assert_eq!(
+            cache.get::<i64>(&big(i, b'a')).expect("get"),
+            Some(i64::from(i))
+        );
     }
     let removed = cache
         .evict("x".repeat((1 << 20) - 16).as_str())

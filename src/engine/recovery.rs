@@ -303,7 +303,7 @@ pub(crate) fn recover(
     Ok((st, frames))
 }
 
-/// What [`repair`] did.
+/// What [`CacheBuilder::repair`](crate::CacheBuilder::repair) did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Repaired {
     /// The meta file was sound: nothing was changed.
