@@ -2503,3 +2503,33 @@ fn keys_and_tags_near_the_size_limit_survive_checkpoints_and_compaction() {
     let cache = Cache::open(dir.path()).expect("reopen");
     assert_eq!(cache.len().expect("len"), 8);
 }
+
+/// Handles racing to create one new cache: one creates it, the others wait and open it,
+/// also those that looked for its meta file before it existed and for its data after the
+/// creator had already written some.
+#[test]
+fn many_handles_opening_a_new_directory_at_once_all_succeed() {
+    for round in 0..40 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+        let threads: Vec<_> = (0..6)
+            .map(|i| {
+                let d = dir.path().to_path_buf();
+                let b = std::sync::Arc::clone(&barrier);
+                std::thread::spawn(move || {
+                    b.wait();
+                    let c = Cache::open(&d)
+                        .unwrap_or_else(|e| panic!("round {round}, handle {i}: {e}"));
+                    c.set(i, i).expect("set");
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread");
+        }
+        assert_eq!(
+            Cache::open(dir.path()).expect("open").len().expect("len"),
+            6
+        );
+    }
+}

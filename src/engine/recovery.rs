@@ -57,6 +57,11 @@ pub(crate) fn create(
 ) -> Result<Option<(MetaFile, Box<dyn DirLocks>)>> {
     let meta_path = dir.join("meta");
     if holds_data(storage, dir)? {
+        // Another handle may have created the cache (and written to it) since the caller
+        // found no meta file: then there is one now.
+        if storage.file_len(&meta_path).is_ok() {
+            return Ok(None);
+        }
         return Err(Error::corrupted(
             &meta_path,
             0,
