@@ -168,7 +168,7 @@ pub(crate) fn to_system_time(t: f64) -> SystemTime {
 /// ```no_run
 /// # fn main() -> diskcache::Result<()> {
 /// use std::io::Read;
-/// let cache = diskcache::Cache::open("/tmp/example-cache")?;
+/// let cache = diskcache::Cache::temp()?;
 /// cache.set_reader("video", std::io::repeat(7).take(1 << 20))?;
 /// let mut reader = cache.read("video")?.expect("stored");
 /// assert!(reader.path().is_some());
