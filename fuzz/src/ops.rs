@@ -338,8 +338,8 @@ struct Run {
     cfg: Config,
     cache: Option<Cache>,
     pid: u64,
-    /// The second handle and its process id.
-    other: Option<(Cache, u64)>,
+    /// The second handle, its process id and its view of the storage.
+    other: Option<(Cache, u64, FaultyStorage)>,
     next_pid: u64,
     /// Acknowledged states since the last durable point: `[0]` survives a power loss, the
     /// last is what every handle must see now.
@@ -494,7 +494,7 @@ impl Run {
             .cache
             .iter()
             .cloned()
-            .chain(self.other.as_ref().map(|(c, _)| c.clone()))
+            .chain(self.other.as_ref().map(|(c, _, _)| c.clone()))
             .collect();
         for c in handles {
             self.verify_handle(&c, when);
@@ -972,14 +972,14 @@ impl Run {
 
     /// Opens the second handle if it is not open; returns it.
     fn second_handle(&mut self) -> Option<Cache> {
-        if let Some((c, _)) = &self.other {
+        if let Some((c, _, _)) = &self.other {
             return Some(c.clone());
         }
-        let (pid, _, r) = self.open_process();
+        let (pid, view, r) = self.open_process();
         match r {
             Ok(c) => {
                 self.other_faulted = self.failing || self.space_limited;
-                self.other = Some((c.clone(), pid));
+                self.other = Some((c.clone(), pid, view));
                 Some(c)
             }
             Err(e) if self.allowed(&e) => None,
@@ -1080,9 +1080,10 @@ impl Run {
         if written {
             // The second handle becomes the first.
             self.cache = None;
-            if let Some((c, pid)) = self.other.take() {
+            if let Some((c, pid, view)) = self.other.take() {
                 self.cache = Some(c);
                 self.pid = pid;
+                self.view = Some(view);
                 self.handle_faulted = self.other_faulted;
             }
         }
@@ -1180,7 +1181,7 @@ impl Run {
 
     fn crash(&mut self, power: bool, during_recovery: Option<u8>, second_power: bool) {
         self.kill_handle();
-        if let Some((c, pid)) = self.other.take() {
+        if let Some((c, pid, _)) = self.other.take() {
             self.fs.kill(pid);
             drop(c);
         }
