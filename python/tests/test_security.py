@@ -3,29 +3,13 @@ and bound to their key, and nothing unsigned or badly signed is ever unpickled."
 
 import os
 import stat
+import subprocess
+import threading
 from unittest import mock
 
 import pytest
 
 import diskcache as dc
-
-
-class Evil:
-    """Loading this pickle creates a file: the proof that code ran."""
-
-    def __init__(self, marker, padding=b''):
-        self.marker = marker
-        self.padding = padding
-
-    def __reduce__(self):
-        return (open, (self.marker, 'w'))
-
-
-@pytest.fixture
-def marker(tmp_path):
-    path = str(tmp_path / 'code-ran')
-    yield path
-    assert not os.path.exists(path), 'a planted pickle was loaded'
 
 
 ATTACKERS = [
@@ -39,13 +23,13 @@ def attacker_cache(directory, how):
 
 
 @pytest.mark.parametrize('how', ATTACKERS)
-def test_planted_values_are_never_loaded(tmp_path, marker, how):
+def test_planted_values_are_never_loaded(tmp_path, evil, how):
     victim = dc.Cache(str(tmp_path / 'c'))
     attacker = attacker_cache(victim.directory, how)
-    attacker.set('inline', Evil(marker))
-    attacker.set('in-file', (Evil(marker), b'x' * 100000))
-    attacker.set('popped', Evil(marker))
-    attacker.set('tagged', Evil(marker), tag='t')
+    attacker.set('inline', evil())
+    attacker.set('in-file', (evil(), b'x' * 100000))
+    attacker.set('popped', evil())
+    attacker.set('tagged', evil(), tag='t')
     assert victim.get('inline') is None
     assert victim.get('in-file', default='miss') == 'miss'
     assert victim.pop('popped') is None
@@ -55,25 +39,25 @@ def test_planted_values_are_never_loaded(tmp_path, marker, how):
 
 
 @pytest.mark.parametrize('how', ATTACKERS)
-def test_planted_queue_items_and_peekitem(tmp_path, marker, how):
+def test_planted_queue_items_and_peekitem(tmp_path, evil, how):
     victim = dc.Cache(str(tmp_path / 'c'))
     attacker = attacker_cache(victim.directory, how)
-    attacker.push(Evil(marker))
-    attacker.push(Evil(marker), prefix='jobs')
-    attacker.set('last', Evil(marker))
+    attacker.push(evil())
+    attacker.push(evil(), prefix='jobs')
+    attacker.set('last', evil())
     assert victim.peek() == (None, None)
     assert victim.pull(prefix='jobs') == (None, None)
-    attacker.push(Evil(marker))
+    attacker.push(evil())
     assert victim.pull() == (None, None)
     with pytest.raises(KeyError):
         victim.peekitem()
 
 
 @pytest.mark.parametrize('how', ATTACKERS)
-def test_planted_keys_are_skipped_by_iteration(tmp_path, marker, how):
+def test_planted_keys_are_skipped_by_iteration(tmp_path, evil, how):
     victim = dc.Cache(str(tmp_path / 'c'))
     attacker = attacker_cache(victim.directory, how)
-    attacker.set(Evil(marker), 'value')
+    attacker.set(evil(), 'value')
     victim.set('good', 1)
     assert list(victim) == ['good']
     assert list(victim.iterkeys()) == ['good']
@@ -81,23 +65,23 @@ def test_planted_keys_are_skipped_by_iteration(tmp_path, marker, how):
 
 
 @pytest.mark.parametrize('how', ATTACKERS)
-def test_planted_deque_and_index_items(tmp_path, marker, how):
+def test_planted_deque_and_index_items(tmp_path, evil, how):
     deque = dc.Deque(directory=str(tmp_path / 'd'))
     attacker = attacker_cache(deque.directory, how)
-    attacker.push(Evil(marker))
-    attacker.push(Evil(marker))
+    attacker.push(evil())
+    attacker.push(evil())
     assert list(deque) == []
     with pytest.raises(IndexError):
         deque.popleft()
     index = dc.Index(str(tmp_path / 'i'))
     attacker = attacker_cache(index.directory, how)
-    attacker.set('k', Evil(marker))
+    attacker.set('k', evil())
     assert index.get('k') is None
     assert dict(index) == {}
 
 
 @pytest.mark.parametrize('how', ATTACKERS)
-def test_planted_memoize_results_are_recomputed(tmp_path, marker, how):
+def test_planted_memoize_results_are_recomputed(tmp_path, evil, how):
     victim = dc.Cache(str(tmp_path / 'c'))
     calls = []
 
@@ -107,7 +91,7 @@ def test_planted_memoize_results_are_recomputed(tmp_path, marker, how):
         return x * 2
 
     attacker = attacker_cache(victim.directory, how)
-    attacker.set(compute.__cache_key__(21), Evil(marker))
+    attacker.set(compute.__cache_key__(21), evil())
     assert compute(21) == 42
     assert calls == [21]
 
@@ -193,3 +177,113 @@ def test_django_derives_the_secret_from_secret_key_and_its_fallbacks(tmp_path):
         with mock.patch.object(settings, 'SECRET_KEY_FALLBACKS', [], create=True):
             assert DjangoCache(str(tmp_path / 'd'), {}).get('page') is None
     assert django is not None
+
+
+def move(interop, source, key, target, new_key):
+    """Moves a stored value, bytes unchanged, to another key (of another cache, maybe),
+    as anyone who can write to both directories could."""
+    subprocess.run([interop, 'move', source.directory, key, target.directory, new_key], check=True)
+
+
+def test_a_queue_value_moved_to_another_key_is_refused_and_removed(tmp_path, interop, evil):
+    victim = dc.Cache(str(tmp_path / 'a'), pickle_key=b'one secret')
+    other = dc.Cache(str(tmp_path / 'b'), pickle_key=b'one secret')
+    # The bytes survive a move: moved there and back, the value reads again.
+    assert victim.push(dc.Timeout('intact')) == 500000000000000
+    move(interop, victim, 'int:500000000000000', victim, 'int:7')
+    move(interop, victim, 'int:7', victim, 'int:500000000000000')
+    assert victim.peek()[1].args == ('intact',)
+    victim.clear()
+    # Moved to another number of the same queue, or to another cache's queue.
+    victim.push(evil())
+    victim.push(evil(), prefix='jobs')
+    move(interop, victim, 'int:500000000000000', victim, 'int:500000000000001')
+    assert victim.pull() == (None, None)
+    move(interop, victim, 'str:jobs-500000000000000', other, 'str:jobs-500000000000000')
+    move(interop, other, 'str:jobs-500000000000000', other, 'str:work-500000000000003')
+    assert other.peek(prefix='work') == (None, None)
+    assert len(other) == 0, 'a refused value is removed'
+    victim.push(evil())
+    move(interop, victim, 'int:500000000000000', other, 'int:500000000000009')
+    assert other.get(500000000000009) is None
+    assert 500000000000009 not in other
+
+
+class Plain(dc.Disk):
+    """A custom Disk that changes nothing: values go through Disk.store/fetch in
+    Python."""
+
+
+def test_a_custom_disk_pickle_moved_to_another_key_is_refused(tmp_path, interop, evil):
+    cache = dc.Cache(str(tmp_path / 'c'), disk=Plain, pickle_key=b'k')
+    cache['kept'] = dc.Timeout('stays readable')
+    cache['inline'] = evil()
+    cache['in-file'] = [evil(), b'x' * 100000]
+    move(interop, cache, 'str:inline', cache, 'str:elsewhere')
+    move(interop, cache, 'str:in-file', cache, 'str:elsewhere-too')
+    assert cache.get('elsewhere') is None
+    assert cache.get('elsewhere-too', default='miss') == 'miss'
+    assert 'elsewhere' not in cache and 'elsewhere-too' not in cache
+    assert cache['kept'].args == ('stays readable',)
+    # Pushed values are sealed against the key the push takes.
+    cache.push(evil())
+    move(interop, cache, 'int:500000000000000', cache, 'int:500000000000001')
+    assert cache.peek() == (None, None)
+
+
+@pytest.mark.parametrize('how', ATTACKERS)
+def test_planted_pickles_under_a_custom_disk_are_misses(tmp_path, evil, how):
+    victim = dc.Cache(str(tmp_path / 'c'), disk=Plain)
+    attacker = dc.Cache(victim.directory, disk=Plain, pickle_key=how)
+    for key in ('get', 'pop', 'big'):
+        attacker.set(key, evil() if key != 'big' else [evil(), b'x' * 100000])
+    attacker.set(dc.Timeout('a pickled key'), 'value')
+    attacker.push(evil())
+    attacker.push(evil(), prefix='q')
+    assert victim.get('get') is None and 'get' not in victim
+    assert victim.get('big', default='miss') == 'miss'
+    assert victim.pop('pop', default='miss') == 'miss'
+    assert victim.peek(prefix='q') == (None, None)
+    assert victim.pull() == (None, None)
+    assert list(victim) == [] and list(victim.iterkeys()) == []
+    attacker.set('last', evil())
+    # The item under the pickled key is a str: it is returned, its key is not loaded.
+    assert victim.peekitem() == (None, 'value')
+    assert len(victim) == 1
+
+
+def test_a_refused_item_that_cannot_be_removed_is_an_error_not_a_loop(tmp_path):
+    directory = str(tmp_path / 'c')
+    victim = dc.Cache(directory, timeout=0.05)
+    attacker = dc.Cache(directory, pickle_key=b'not the secret')
+    attacker.push(dc.Timeout('queued'))
+    holder = dc.Cache(directory)
+    entered, release = threading.Event(), threading.Event()
+
+    def hold_the_writer_lock():
+        with holder.transact():
+            entered.set()
+            release.wait(30)
+
+    results = {}
+
+    def read(name, call):
+        try:
+            results[name] = call()
+        except Exception as error:  # noqa: BLE001 - the test looks at what was raised
+            results[name] = error
+
+    thread = threading.Thread(target=hold_the_writer_lock)
+    thread.start()
+    entered.wait(5)
+    try:
+        for name, call in [('peek', victim.peek), ('peekitem', victim.peekitem)]:
+            reader = threading.Thread(target=read, args=(name, call), daemon=True)
+            reader.start()
+            reader.join(10)
+            assert not reader.is_alive(), '%s keeps looking at the refused item' % name
+            assert isinstance(results[name], dc.Timeout), results[name]
+    finally:
+        release.set()
+        thread.join()
+    assert victim.peek() == (None, None) and len(victim) == 0

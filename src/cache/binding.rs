@@ -22,7 +22,7 @@ use crate::key::Key;
 use crate::storage::Storage;
 use std::io::Read;
 use std::ops::Bound;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -727,11 +727,6 @@ impl<C: Codec> Cache<C> {
             }
             (None, _) => Ok(()),
         }
-    }
-
-    /// The cache's directory of value files (`values/` under the cache directory).
-    pub fn values_dir(&self) -> PathBuf {
-        Path::new(&self.inner.engine.dir).join("values")
     }
 }
 
