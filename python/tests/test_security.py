@@ -1,6 +1,7 @@
 """A writer to the cache directory cannot make a reader run code: pickles are signed
 and bound to their key, and nothing unsigned or badly signed is ever unpickled."""
 
+import errno
 import os
 import stat
 import subprocess
@@ -140,11 +141,12 @@ def test_key_file_is_private_and_outside_the_cache(tmp_path, monkeypatch):
     # Another process (a fresh secret cache) reads the same file.
     monkeypatch.setattr(dc.core, '_SECRETS', {})
     assert isinstance(dc.Cache(cache.directory)['obj'], dc.Timeout)
-    # A key file others can write to is refused.
+    # A key file others can write to is refused (when a pickle needs the secret).
     os.chmod(path, 0o666)
     monkeypatch.setattr(dc.core, '_SECRETS', {})
+    other = dc.Cache(str(tmp_path / 'd'))
     with pytest.raises(PermissionError):
-        dc.Cache(str(tmp_path / 'd'))
+        other['obj'] = dc.Timeout('y')
 
 
 def test_rotated_secrets_still_read_old_pickles(tmp_path):
@@ -287,3 +289,110 @@ def test_a_refused_item_that_cannot_be_removed_is_an_error_not_a_loop(tmp_path):
         release.set()
         thread.join()
     assert victim.peek() == (None, None) and len(victim) == 0
+
+
+def key_folder(state):
+    return state / 'diskcache-logstore'
+
+
+def fresh_key_file(tmp_path, monkeypatch):
+    state = tmp_path / 'state'
+    monkeypatch.setenv('XDG_STATE_HOME', str(state))
+    monkeypatch.setattr(dc.core, '_SECRETS', {})
+    dc.Cache(str(tmp_path / 'first'))['obj'] = dc.Timeout('makes the key')
+    monkeypatch.setattr(dc.core, '_SECRETS', {})
+    return key_folder(state) / 'pickle.key'
+
+
+def pickles(tmp_path, name='pickles'):
+    """Stores a pickled object in a new cache (which needs the secret)."""
+    cache = dc.Cache(str(tmp_path / name))
+    cache['obj'] = dc.Timeout('x')
+    return cache
+
+
+@pytest.mark.skipif(os.name == 'nt', reason='POSIX owners and modes')
+def test_a_key_file_others_can_read_is_refused(tmp_path, monkeypatch):
+    path = fresh_key_file(tmp_path, monkeypatch)
+    os.chmod(path, 0o640)
+    with pytest.raises(PermissionError, match='chmod 600'):
+        pickles(tmp_path)
+    os.chmod(path, 0o600)
+    assert pickles(tmp_path)['obj'].args == ('x',)
+
+
+@pytest.mark.skipif(os.name == 'nt', reason='POSIX owners and modes')
+def test_a_key_folder_others_can_enter_is_refused(tmp_path, monkeypatch):
+    path = fresh_key_file(tmp_path, monkeypatch)
+    os.chmod(path.parent, 0o755)
+    with pytest.raises(PermissionError, match='chmod 700'):
+        pickles(tmp_path)
+
+
+@pytest.mark.skipif(os.name == 'nt', reason='POSIX symlinks')
+def test_symlinked_key_files_and_folders_are_refused(tmp_path, monkeypatch):
+    path = fresh_key_file(tmp_path, monkeypatch)
+    elsewhere = tmp_path / 'elsewhere.key'
+    elsewhere.write_bytes(path.read_bytes())
+    os.chmod(elsewhere, 0o600)
+    path.unlink()
+    path.symlink_to(elsewhere)
+    with pytest.raises(PermissionError):
+        pickles(tmp_path, 'a')
+    real_folder = tmp_path / 'real-folder'
+    path.parent.rename(real_folder)
+    key_folder(tmp_path / 'state').symlink_to(real_folder)
+    with pytest.raises(PermissionError):
+        pickles(tmp_path, 'b')
+
+
+@pytest.mark.skipif(
+    os.name == 'nt' or os.getuid() != 0, reason='giving a file to another user needs root'
+)
+def test_a_key_file_of_another_user_is_refused(tmp_path, monkeypatch):
+    path = fresh_key_file(tmp_path, monkeypatch)
+    os.chown(path, 4321, 4321)
+    with pytest.raises(PermissionError):
+        pickles(tmp_path, 'a')
+    os.chown(path, 0, 0)
+    os.chown(path.parent, 4321, 4321)
+    with pytest.raises(PermissionError):
+        pickles(tmp_path, 'b')
+
+
+def test_the_key_file_is_renamed_into_place_without_hard_links(tmp_path, monkeypatch):
+    monkeypatch.setenv('XDG_STATE_HOME', str(tmp_path / 'state'))
+    monkeypatch.setattr(dc.core, '_SECRETS', {})
+    monkeypatch.setattr(os, 'link', mock.Mock(side_effect=OSError(errno.EPERM, 'no hard links')))
+    cache = pickles(tmp_path)
+    folder = key_folder(tmp_path / 'state')
+    assert os.listdir(folder) == ['pickle.key']
+    assert len((folder / 'pickle.key').read_bytes()) == 32
+    monkeypatch.setattr(dc.core, '_SECRETS', {})
+    assert dc.Cache(cache.directory)['obj'].args == ('x',)
+
+
+def test_without_a_writable_home_only_pickling_fails(tmp_path, monkeypatch):
+    blocker = tmp_path / 'a-file-not-a-folder'
+    blocker.write_text('')
+    monkeypatch.setenv('HOME', str(blocker / 'home'))
+    monkeypatch.setenv('XDG_STATE_HOME', str(blocker / 'state'))
+    monkeypatch.delenv('DISKCACHE_PICKLE_KEY', raising=False)
+    monkeypatch.setattr(dc.core, '_SECRETS', {})
+    cache = dc.Cache(str(tmp_path / 'c'))
+    cache['text'] = 'no secret needed'
+    cache[('tuple', 'key')] = {'plain': [1, 2.5, None, b'x']}
+    cache.push('queued')
+    assert cache['text'] == 'no secret needed'
+    assert cache[('tuple', 'key')] == {'plain': [1, 2.5, None, b'x']}
+    assert sorted(map(str, cache)) == sorted(map(str, ['text', ('tuple', 'key'), 500000000000000]))
+    deque = dc.Deque(['a', 'b'], directory=str(tmp_path / 'd'))
+    assert list(deque) == ['a', 'b']
+    fanout = dc.FanoutCache(str(tmp_path / 'f'), shards=2)
+    fanout['k'] = 1
+    with pytest.raises(OSError, match='pickle key file.*DISKCACHE_PICKLE_KEY'):
+        cache['obj'] = dc.Timeout('needs the secret')
+    assert 'obj' not in cache
+    with pytest.raises(OSError, match='pickle key file'):
+        cache.push(dc.Timeout('needs the secret'))
+    assert len(cache) == 3

@@ -28,6 +28,7 @@ import os.path as op
 import pickle
 import pickletools
 import sqlite3
+import stat
 import struct
 import sys
 import tempfile
@@ -207,6 +208,7 @@ _NOFOLLOW = getattr(os, 'O_NOFOLLOW', 0)
 
 _SECRETS = {}
 _SECRETS_LOCK = threading.Lock()
+_KEY_FILE_HINT = 'set DISKCACHE_PICKLE_KEY or pass pickle_key= to use another secret'
 
 
 def _key_file_path():
@@ -221,14 +223,156 @@ def _key_file_path():
     return op.join(base, 'diskcache-logstore', 'pickle.key')
 
 
-def _read_key_file(path):
-    st = os.stat(path)
-    if os.name != 'nt' and st.st_mode & 0o022:
+def _private(st):
+    """Whether a stat result is the current user's and closed to everyone else."""
+    return st.st_uid == os.getuid() and not st.st_mode & 0o077
+
+
+def _open_key_folder(folder):
+    """A descriptor of the key file's folder, made 0700 if missing; refused unless it is
+    a real directory (not a symlink) of the current user that nobody else can use."""
+    try:
+        os.makedirs(op.dirname(folder), exist_ok=True)
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            pass
+        else:
+            os.chmod(folder, 0o700)  # whatever the umask
+    except OSError as error:
+        raise OSError(
+            error.errno,
+            'cannot create the folder of the pickle key file (%s); %s'
+            % (error.strerror, _KEY_FILE_HINT),
+            folder,
+        ) from None
+    flags = os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0) | _NOFOLLOW
+    try:
+        fd = os.open(folder, flags)
+    except OSError as error:
         raise PermissionError(
             errno.EPERM,
-            'pickle key file is writable by others; refusing it (chmod 600)',
-            path,
-        )
+            'the folder of the pickle key file must be a directory, not a symlink (%s)'
+            % error.strerror,
+            folder,
+        ) from None
+    info = os.fstat(fd)
+    if stat.S_ISDIR(info.st_mode) and _private(info):
+        return fd
+    os.close(fd)
+    raise PermissionError(
+        errno.EPERM,
+        'the folder of the pickle key file must be yours with mode 0700 (chmod 700 it);'
+        ' refusing it',
+        folder,
+    )
+
+
+def _read_key_file(folder_fd, name, path):
+    """The secret in the key file: a regular file of the current user, mode 0600 or
+    stricter, opened without following symlinks."""
+    try:
+        fd = os.open(name, os.O_RDONLY | _NOFOLLOW, dir_fd=folder_fd)
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        raise PermissionError(
+            errno.EPERM, 'cannot use the pickle key file (%s)' % error.strerror, path
+        ) from None
+    try:
+        info = os.fstat(fd)
+        if not (stat.S_ISREG(info.st_mode) and _private(info)):
+            raise PermissionError(
+                errno.EPERM,
+                'the pickle key file must be a regular file of yours that nobody else'
+                ' can read or write (chmod 600 it); refusing it',
+                path,
+            )
+        chunks = []
+        while True:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    secret = b''.join(chunks)
+    if len(secret) < 32:
+        raise ValueError('pickle key file %r holds fewer than 32 bytes' % path)
+    return secret
+
+
+# Errors of os.link on file systems without hard links.
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOSYS, errno.EXDEV, errno.EMLINK} | {
+    getattr(errno, name) for name in ('ENOTSUP', 'EOPNOTSUPP') if hasattr(errno, name)
+}
+
+
+def _create_key_file(folder_fd, name):
+    """Writes 32 random bytes to a temporary file and puts it in place, unless another
+    process put its key there first (then that one is used)."""
+    temp = '%s.%d.%s.tmp' % (name, os.getpid(), os.urandom(4).hex())
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW
+    fd = os.open(temp, flags, 0o600, dir_fd=folder_fd)
+    try:
+        data = os.urandom(32)
+        while data:
+            data = data[os.write(fd, data):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        try:
+            os.link(temp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+        except FileExistsError:
+            pass
+        except (AttributeError, NotImplementedError, OSError) as error:
+            if isinstance(error, OSError) and error.errno not in _NO_HARD_LINKS:
+                raise
+            # No hard links here: rename (which would replace a key file that appeared
+            # in the meantime, so look first).
+            try:
+                os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                os.rename(temp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+    finally:
+        with cl.suppress(FileNotFoundError):
+            os.unlink(temp, dir_fd=folder_fd)
+
+
+def _load_key_file(path):
+    folder, name = op.split(path)
+    if os.name == 'nt':
+        return _load_key_file_windows(path)
+    folder_fd = _open_key_folder(folder)
+    try:
+        try:
+            return _read_key_file(folder_fd, name, path)
+        except FileNotFoundError:
+            pass
+        try:
+            _create_key_file(folder_fd, name)
+        except OSError as error:
+            raise OSError(
+                error.errno,
+                'cannot create the pickle key file (%s); %s' % (error.strerror, _KEY_FILE_HINT),
+                path,
+            ) from None
+        return _read_key_file(folder_fd, name, path)
+    finally:
+        os.close(folder_fd)
+
+
+def _load_key_file_windows(path):
+    """Windows has no owners and modes to check here: the file lives in the user's
+    local application data."""
+    os.makedirs(op.dirname(path), exist_ok=True)
+    with cl.suppress(FileExistsError):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_BINARY', 0))
+        try:
+            os.write(fd, os.urandom(32))
+        finally:
+            os.close(fd)
     with open(path, 'rb') as reader:
         secret = reader.read()
     if len(secret) < 32:
@@ -237,57 +381,50 @@ def _read_key_file(path):
 
 
 def _key_file_secret():
+    """The per-user secret, read (or made) once per process."""
     path = _key_file_path()
     with _SECRETS_LOCK:
-        if path in _SECRETS:
-            return _SECRETS[path]
-        try:
-            secret = _read_key_file(path)
-        except FileNotFoundError:
-            os.makedirs(op.dirname(path), 0o700, exist_ok=True)
-            tmp = '%s.%d.%s.tmp' % (path, os.getpid(), os.urandom(4).hex())
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                os.write(fd, os.urandom(32))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                pass  # Another process made it first: use theirs.
-            finally:
-                os.remove(tmp)
-            secret = _read_key_file(path)
-        _SECRETS[path] = secret
+        secret = _SECRETS.get(path)
+        if secret is None:
+            secret = _SECRETS[path] = _load_key_file(path)
         return secret
 
 
-def _resolve_pickle_key(pickle_key):
-    """The pickle secret and whether pickles are signed, from ``pickle_key``.
+def _default_secret():
+    return os.environ.get('DISKCACHE_PICKLE_KEY', '').encode('utf-8') or _key_file_secret()
 
-    ``False``: unsigned pickles (trust the directory). bytes or str: that secret.
-    ``None``: ``$DISKCACHE_PICKLE_KEY``, else the per-user key file.
-    """
-    if pickle_key is False:
-        return None, False
-    if pickle_key is not None and pickle_key is not True:
-        if isinstance(pickle_key, str):
-            pickle_key = pickle_key.encode('utf-8')
-        if not isinstance(pickle_key, (bytes, bytearray)) or not pickle_key:
-            raise TypeError('pickle_key must be non-empty bytes or str, None or False')
-        return bytes(pickle_key), True
-    env = os.environ.get('DISKCACHE_PICKLE_KEY')
-    if env:
-        return env.encode('utf-8'), True
-    return _key_file_secret(), True
+
+def _explicit_secret(value):
+    """A secret given as ``pickle_key=``: bytes (str is UTF-8 encoded), or None for
+    "find the default one"."""
+    if value is None or value is True:
+        return None
+    if isinstance(value, str):
+        value = value.encode('utf-8')
+    if not isinstance(value, (bytes, bytearray)) or not value:
+        raise TypeError('pickle_key must be non-empty bytes or str, None or False')
+    return bytes(value)
 
 
 def _make_codec(pickle_key, fallbacks, protocol):
-    """The codec of a handle, with its secret and the earlier ones."""
-    secret, signed = _resolve_pickle_key(pickle_key)
-    older = [_resolve_pickle_key(key)[0] for key in fallbacks if key is not False]
-    return Codec(secret, signed, protocol, [key for key in older if key])
+    """The codec of a handle. ``pickle_key=False``: unsigned pickles (trust the
+    directory). A secret given as bytes or str is used as it is; otherwise the secret is
+    ``$DISKCACHE_PICKLE_KEY`` or the per-user key file, looked up the first time a
+    pickle is signed or verified, so a cache that never pickles needs neither."""
+    if pickle_key is False:
+        return Codec(None, False, protocol)
+    secret = _explicit_secret(pickle_key)
+    earlier = [_explicit_secret(key) for key in fallbacks if key is not False]
+    if secret is not None and None not in earlier:
+        return Codec(secret, True, protocol, earlier)
+
+    def find_secret():
+        return (
+            secret or _default_secret(),
+            [key or _default_secret() for key in earlier],
+        )
+
+    return Codec(None, True, protocol, find_secret=find_secret)
 
 
 # --- Disk --------------------------------------------------------------------------------
