@@ -248,6 +248,26 @@ def test_a_handle_made_before_fork_works_in_the_child(cache):
     assert cache['child'] == 2
 
 
+def test_deques_and_indexes_carry_an_explicit_pickle_key(tmp_path):
+    cache = dc.Cache(str(tmp_path / 'd'), pickle_key=b'explicit', eviction_policy='none')
+    deque = dc.Deque.fromcache(cache, [dc.Timeout('a'), dc.Timeout('b')], maxlen=5)
+    back = pickle.loads(pickle.dumps(deque))
+    assert [item.args for item in back] == [('a',), ('b',)] and back.maxlen == 5
+    assert len(deque) == 2, 'nothing was refused and removed'
+    index = dc.Index.fromcache(dc.Cache(str(tmp_path / 'i'), pickle_key=b'explicit'))
+    index['k'] = dc.Timeout('v')
+    assert pickle.loads(pickle.dumps(index))['k'].args == ('v',)
+    assert len(index) == 1
+    fanout = dc.FanoutCache(str(tmp_path / 'f'), shards=2, pickle_key=b'explicit')
+    jobs = fanout.deque('jobs')
+    jobs.append(dc.Timeout('job'))
+    assert pickle.loads(pickle.dumps(jobs)).peekleft().args == ('job',)
+    # Without an explicit key, no secret travels.
+    plain = dc.Deque([dc.Timeout('x')], str(tmp_path / 'p'))
+    assert pickle.loads(pickle.dumps(plain))[0].args == ('x',)
+    assert b'explicit' not in pickle.dumps(plain)
+
+
 class HashNames(dc.Disk):
     """A custom Disk naming its files by the key's hash."""
 

@@ -218,11 +218,16 @@ class Deque(Sequence):
                 pass
 
     def __getstate__(self):
-        return self.directory, self.maxlen
+        # The Cache pickles to its directory and settings, with its secret if that was
+        # given explicitly (a worker then reads the pickled items too).
+        return self._cache, self._maxlen
 
     def __setstate__(self, state):
-        directory, maxlen = state
-        self.__init__(directory=directory, maxlen=maxlen)
+        cache, maxlen = state
+        if not isinstance(cache, Cache):  # a directory
+            cache = Cache(cache, eviction_policy='none')
+        self._cache = cache
+        self._maxlen = maxlen
 
     def append(self, value):
         """Adds ``value`` at the right (trimming the left past ``maxlen``).
@@ -623,10 +628,11 @@ class Index(MutableMapping):
     __hash__ = None  # type: ignore
 
     def __getstate__(self):
-        return self.directory
+        # As Deque's: the Cache, with its explicit secret if it has one.
+        return self._cache
 
     def __setstate__(self, state):
-        self.__init__(state)
+        self._cache = state if isinstance(state, Cache) else Cache(state, eviction_policy='none')
 
     def __eq__(self, other):
         """Equal to a mapping with the same items; in the same order too, for an
