@@ -268,6 +268,17 @@ def test_deques_and_indexes_carry_an_explicit_pickle_key(tmp_path):
     assert b'explicit' not in pickle.dumps(plain)
 
 
+def test_fanout_sub_caches_are_kept_by_name_when_secrets_are_given(tmp_path):
+    fanout = dc.FanoutCache(
+        str(tmp_path / 'f'), shards=2, pickle_key=b'k', pickle_key_fallbacks=[b'old']
+    )
+    users = fanout.cache('users')
+    assert fanout.cache('users') is users
+    assert list(fanout._caches) == ['users']
+    users['obj'] = dc.Timeout('signed with k')
+    assert dc.Cache(users.directory, pickle_key=b'k')['obj'].args == ('signed with k',)
+
+
 class HashNames(dc.Disk):
     """A custom Disk naming its files by the key's hash."""
 
