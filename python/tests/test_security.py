@@ -396,3 +396,14 @@ def test_without_a_writable_home_only_pickling_fails(tmp_path, monkeypatch):
     with pytest.raises(OSError, match='pickle key file'):
         cache.push(dc.Timeout('needs the secret'))
     assert len(cache) == 3
+
+
+def test_after_a_rotation_pickled_keys_are_found_by_iteration_not_by_lookup(tmp_path):
+    old = dc.Cache(str(tmp_path / 'c'), pickle_key=b'old secret')
+    key = frozenset({'a pickled key'})
+    old[key] = 'value'
+    rotated = dc.Cache(old.directory, pickle_key=b'new secret', pickle_key_fallbacks=[b'old secret'])
+    assert list(rotated) == [key]
+    assert rotated.get(key) is None and key not in rotated
+    rotated[key] = 'stored again'
+    assert len(rotated) == 2 and rotated[key] == 'stored again'

@@ -715,6 +715,15 @@ def _read_through_disk(disk, hit, read):
 class Cache:
     """A persistent key-value store in a directory, shared by threads and processes.
 
+    Besides python-diskcache's settings it takes ``pickle_key=``, the secret that
+    signs and verifies pickled values and keys (bytes or str; ``False`` for unsigned
+    pickles, in a directory you trust; by default ``$DISKCACHE_PICKLE_KEY`` or the
+    per-user key file), and ``pickle_key_fallbacks=``, earlier secrets still accepted
+    when reading, never used to sign. A pickled key's MAC is part of its identity:
+    after a rotation, iteration still finds keys pickled under a fallback secret, but
+    looking one up (``get``, ``in``, ``memoize``) misses, since the key is encoded
+    under the current secret.
+
     >>> cache = Cache()
     >>> cache.set('n', 1, expire=60, tag='numbers')
     True
