@@ -66,8 +66,10 @@ pub struct Store {
     pub(crate) cache: Cache,
     pub(crate) codec: Py<Codec>,
     /// Files of a custom Disk whose entries this handle's operations removed or replaced,
-    /// per thread, for the Python side to remove (`take_displaced`).
+    /// per thread, for the Python side to remove (`take_displaced`); kept only for a
+    /// handle whose Disk writes such files (`keeps_displaced`).
     pub(crate) displaced: Mutex<HashMap<ThreadId, Vec<String>>>,
+    pub(crate) keeps_displaced: bool,
 }
 
 fn number(obj: &Bound<'_, PyAny>) -> PyResult<Number> {
@@ -92,14 +94,17 @@ fn number_py(py: Python<'_>, n: Number) -> PyResult<Py<PyAny>> {
 
 #[pymethods]
 impl Store {
+    /// `keeps_displaced`: keep the names of custom-Disk files whose entries are gone, for
+    /// `take_displaced` (a Cache with a custom Disk removes them).
     #[new]
-    #[pyo3(signature = (directory, timeout, codec, min_file_size=None))]
+    #[pyo3(signature = (directory, timeout, codec, min_file_size=None, keeps_displaced=false))]
     fn new(
         py: Python<'_>,
         directory: String,
         timeout: f64,
         codec: Py<Codec>,
         min_file_size: Option<u64>,
+        keeps_displaced: bool,
     ) -> PyResult<Store> {
         let t = if timeout.is_finite() && timeout >= 0.0 {
             Duration::from_secs_f64(timeout.min(1e9))
@@ -119,6 +124,7 @@ impl Store {
             cache,
             codec,
             displaced: Mutex::new(HashMap::new()),
+            keeps_displaced,
         })
     }
 
@@ -494,7 +500,7 @@ impl Store {
     ) -> PyResult<Option<Py<PyAny>>> {
         let k = self.db_key(py, db_key, raw)?;
         match self.op(py, now, || self.cache.raw_get(&k, false))? {
-            Some(found) => self.disk_hit(py, &k, found, now, false),
+            Some(found) => self.disk_hit(py, &k, found, now, OnRefused::RemoveQuietly, false),
             None => Ok(None),
         }
     }
@@ -544,7 +550,7 @@ impl Store {
     ) -> PyResult<Option<Py<PyAny>>> {
         let k = self.db_key(py, db_key, raw)?;
         match self.op(py, now, || self.cache.raw_pop(&k, retry))? {
-            Some(found) => self.disk_hit(py, &k, found, now, false),
+            Some(found) => self.disk_hit(py, &k, found, now, OnRefused::Gone, false),
             None => Ok(None),
         }
     }
@@ -563,13 +569,15 @@ impl Store {
         retry: bool,
     ) -> PyResult<Py<PyAny>> {
         let prefix = prefix.as_deref();
-        self.disk_item(py, now, || {
-            if take {
+        if take {
+            self.disk_item(py, now, OnRefused::Gone, || {
                 self.cache.raw_pull(prefix, front, retry)
-            } else {
+            })
+        } else {
+            self.disk_item(py, now, OnRefused::Remove { retry }, || {
                 self.cache.raw_peek(prefix, front, retry)
-            }
-        })
+            })
+        }
     }
 
     /// A custom Disk's `peekitem`, shaped as `disk_pull`'s items.
@@ -581,12 +589,15 @@ impl Store {
         now: f64,
         retry: bool,
     ) -> PyResult<Py<PyAny>> {
-        self.disk_item(py, now, || self.cache.raw_peekitem(last, retry))
+        self.disk_item(py, now, OnRefused::Remove { retry }, || {
+            self.cache.raw_peekitem(last, retry)
+        })
     }
 
     /// Removes the entry under the stored key `key` if it still holds the record `(mode,
-    /// filename, db_value)` (expired or not): a custom Disk's value that was refused.
-    /// Returns whether it removed it.
+    /// filename, db_value)` (expired or not): a custom Disk's value that was refused. A
+    /// value the default Disk wrote reaches a custom Disk as `(MODE_PICKLE, None,
+    /// payload)`, and is matched as that payload. Returns whether it removed it.
     #[pyo3(signature = (key, mode, filename, db_value, now, retry=false))]
     #[allow(clippy::too_many_arguments)]
     fn disk_discard(
@@ -599,10 +610,24 @@ impl Store {
         now: f64,
         retry: bool,
     ) -> PyResult<bool> {
-        let bytes = DiskRecord::from_py(mode, filename.as_deref(), db_value)?.to_bytes();
+        let record = DiskRecord::from_py(mode, filename.as_deref(), db_value)?;
+        // The forms the entry may have: the Disk's record, or a default-Disk payload.
+        let mut forms = vec![record.to_bytes()];
+        if let (disk::DbValue::Bytes(b), true, disk::MODE_PICKLE) =
+            (&record.value, record.name.is_empty(), mode)
+        {
+            forms.push(b.clone());
+        }
         self.op(py, now, || {
-            self.cache
-                .raw_remove_value(&key, ValueKind::Python, &bytes, retry)
+            for form in &forms {
+                if self
+                    .cache
+                    .raw_remove_value(&key, ValueKind::Python, form, retry)?
+                {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
         })
     }
 
@@ -692,12 +717,13 @@ impl Store {
         &self,
         py: Python<'_>,
         now: f64,
+        on_refused: OnRefused,
         read: impl FnOnce() -> diskcache::Result<Option<(Vec<u8>, diskcache::RawFound)>> + Send,
     ) -> PyResult<Py<PyAny>> {
         let Some((key, found)) = self.op(py, now, read)? else {
             return Ok(py.None());
         };
-        match self.disk_hit(py, &key, found, now, true)? {
+        match self.disk_hit(py, &key, found, now, on_refused, true)? {
             Some(item) => Ok(item),
             None => Ok(false.into_pyobject(py)?.to_owned().into_any().unbind()),
         }

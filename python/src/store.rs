@@ -18,8 +18,7 @@ use std::os::fd::IntoRawFd;
 
 static WRAP_FD: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-/// Displaced names kept per thread until taken (a handle that never takes them, with no
-/// custom Disk, keeps few).
+/// Displaced names kept per thread until taken.
 const DISPLACED_MAX: usize = 100_000;
 
 /// `(mode, filename, db_value)`: what a custom Disk's `fetch` takes.
@@ -89,7 +88,7 @@ impl Store {
             let r = with_clock(now, f);
             (r, take_displaced_files())
         });
-        if !names.is_empty() {
+        if self.keeps_displaced && !names.is_empty() {
             // Kept for this thread only: another thread's rollback or settling never
             // touches them (the engine reports them per thread, too).
             if let Ok(mut all) = self.displaced.lock() {
@@ -430,18 +429,19 @@ impl Store {
     /// A custom Disk's view of a raw hit under the stored key `key`: `(key, mode, filename,
     /// db_value, expire_time, tag)`, where the first item is the stored key (the binding
     /// the Disk's `fetch` checks a pickle against); with `with_db_key`, `(db_key, raw)`
-    /// come first.
+    /// come first. `None`: a default-Disk pickle that was refused (dropped as
+    /// `on_refused` says).
     pub(crate) fn disk_hit(
         &self,
         py: Python<'_>,
         key: &[u8],
         found: RawFound,
         now: f64,
+        on_refused: OnRefused,
         with_db_key: bool,
     ) -> PyResult<Option<Py<PyAny>>> {
         let (expire_time, tag) = (found.expire_time, found.tag.clone());
-        let Some((mode, filename, value)) =
-            self.disk_record(py, key, found, now, OnRefused::RemoveQuietly)?
+        let Some((mode, filename, value)) = self.disk_record(py, key, found, now, on_refused)?
         else {
             return Ok(None);
         };

@@ -233,10 +233,11 @@ def test_a_custom_disk_pickle_moved_to_another_key_is_refused(tmp_path, interop,
     assert cache.peek() == (None, None)
 
 
+@pytest.mark.parametrize('writer', [Plain, dc.Disk], ids=['custom-writer', 'default-writer'])
 @pytest.mark.parametrize('how', ATTACKERS)
-def test_planted_pickles_under_a_custom_disk_are_misses(tmp_path, evil, how):
+def test_planted_pickles_under_a_custom_disk_are_misses(tmp_path, evil, how, writer):
     victim = dc.Cache(str(tmp_path / 'c'), disk=Plain)
-    attacker = dc.Cache(victim.directory, disk=Plain, pickle_key=how)
+    attacker = dc.Cache(victim.directory, disk=writer, pickle_key=how)
     for key in ('get', 'pop', 'big'):
         attacker.set(key, evil() if key != 'big' else [evil(), b'x' * 100000])
     attacker.set(dc.Timeout('a pickled key'), 'value')
@@ -254,10 +255,15 @@ def test_planted_pickles_under_a_custom_disk_are_misses(tmp_path, evil, how):
     assert len(victim) == 1
 
 
-def test_a_refused_item_that_cannot_be_removed_is_an_error_not_a_loop(tmp_path):
+@pytest.mark.parametrize(
+    'reader, writer',
+    [(dc.Disk, dc.Disk), (Plain, Plain), (Plain, dc.Disk)],
+    ids=['default-disk', 'custom-disk', 'custom-disk-reading-default'],
+)
+def test_a_refused_item_that_cannot_be_removed_is_an_error_not_a_loop(tmp_path, reader, writer):
     directory = str(tmp_path / 'c')
-    victim = dc.Cache(directory, timeout=0.05)
-    attacker = dc.Cache(directory, pickle_key=b'not the secret')
+    victim = dc.Cache(directory, timeout=0.05, disk=reader)
+    attacker = dc.Cache(directory, pickle_key=b'not the secret', disk=writer)
     attacker.push(dc.Timeout('queued'))
     holder = dc.Cache(directory)
     entered, release = threading.Event(), threading.Event()

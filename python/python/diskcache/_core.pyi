@@ -45,7 +45,12 @@ class Store:
     `expire` is relative to `now`."""
 
     def __init__(
-        self, directory: str, timeout: float, codec: Codec, min_file_size: Optional[int] = ...
+        self,
+        directory: str,
+        timeout: float,
+        codec: Codec,
+        min_file_size: Optional[int] = ...,
+        keeps_displaced: bool = ...,
     ) -> None: ...
     def encode_key(self, key: Any) -> bytes: ...
     def get(

@@ -758,7 +758,7 @@ class Cache:
         given = {key: value for key, value in settings.items() if key not in METADATA}
         protocol = given.get('disk_pickle_protocol', DEFAULT_SETTINGS['disk_pickle_protocol'])
         self._codec = _make_codec(self._pickle_key, self._pickle_key_fallbacks, int(protocol))
-        self._store = Store(directory, timeout, self._codec)
+        self._store = Store(directory, timeout, self._codec, keeps_displaced=disk is not Disk)
 
         stored = json.loads(self._store.settings())
         current = dict(DEFAULT_SETTINGS)
@@ -972,22 +972,29 @@ class Cache:
             return self._store.get(key, time.time(), default, read, expire_time, tag)
         db_key, raw = disk.put(key)
         hit = self._store.disk_get(db_key, raw, time.time())
-        value = self._fetch_hit(disk, hit, read, drop=True)
+        value = self._fetch_hit(disk, hit, read, 'drop')
         if value is ENOVAL:
             return shape(default, None, None, expire_time, tag)
         return shape(value, hit[4], hit[5], expire_time, tag)
 
-    def _fetch_hit(self, disk, hit, read, drop, retry=False):
+    def _fetch_hit(self, disk, hit, read, refused, retry=False):
         """The value of a custom-Disk hit, or ENOVAL: for a miss, a value whose file is
-        gone (IOError, as python-diskcache), or a refused pickle. ``drop``: the hit's
-        entry is still stored, and a refused one is removed (unless it changed)."""
+        gone (IOError, as python-diskcache), or a refused pickle. ``refused`` says what
+        becomes of the entry of a refused pickle: ``'gone'`` (the read took it out
+        already), ``'drop'`` (removed unless it changed; an error is left for the next
+        read) or ``'remove'`` (the same, but an error is raised: a loop reading the same
+        end again must make progress)."""
         if hit is None:
             return ENOVAL
         try:
             return _read_through_disk(disk, hit, read)
         except RefusedPickle:
-            if drop:
-                self._store.disk_discard(hit[0], hit[1], hit[2], hit[3], time.time(), retry)
+            if refused != 'gone':
+                try:
+                    self._store.disk_discard(*hit[:4], time.time(), retry)
+                except Exception:
+                    if refused == 'remove':
+                        raise
             return ENOVAL
         except IOError:
             return ENOVAL
@@ -1030,7 +1037,7 @@ class Cache:
         db_key, raw = disk.put(key)
         hit = self._store.disk_pop(db_key, raw, time.time(), retry)
         try:
-            value = self._fetch_hit(disk, hit, False, drop=False)
+            value = self._fetch_hit(disk, hit, False, 'gone')
         finally:
             self._settle_files()
         if value is ENOVAL:
@@ -1102,7 +1109,9 @@ class Cache:
                 return default
             if hit is False:
                 continue  # a refused default-Disk pickle, dropped already
-            value = self._fetch_hit(disk, hit[2:], False, drop=not pulled, retry=retry)
+            value = self._fetch_hit(
+                disk, hit[2:], False, 'gone' if pulled else 'remove', retry=retry
+            )
             if pulled:
                 self._settle_files()
             if value is not ENOVAL:
