@@ -339,20 +339,24 @@ def test_cull_waits_for_the_writer_lock_with_retry(tmp_path):
         cache.set(num, num, expire=0.001)
     time.sleep(0.01)
     holder = dc.Cache(directory)
-    entered = threading.Event()
+    entered, release = threading.Event(), threading.Event()
 
-    def hold_briefly():
+    def hold_until_released():
         with holder.transact():
             entered.set()
-            time.sleep(0.3)
+            release.wait(30)
 
-    thread = threading.Thread(target=hold_briefly)
+    thread = threading.Thread(target=hold_until_released)
     thread.start()
     entered.wait(5)
-    with pytest.raises(dc.Timeout):
-        cache.cull()
-    assert cache.cull(retry=True) == 10
-    thread.join()
+    try:
+        with pytest.raises(dc.Timeout):
+            cache.cull()
+        threading.Timer(0.2, release.set).start()
+        assert cache.cull(retry=True) == 10
+    finally:
+        release.set()
+        thread.join()
 
 
 def test_iterating_long_keys_counts_no_hits(cache):
@@ -392,11 +396,11 @@ def test_read_true_lets_other_threads_run_between_chunks(cache):
     try:
         counter.start()
         time.sleep(0.05)
-        cache.set('blob', Chunks(8), read=True)
+        cache.set('blob', Chunks(16), read=True)
     finally:
         stop.set()
         sys.setswitchinterval(old)
         counter.join()
-    assert len(seen) == 9 and seen[-1] > seen[0], seen
+    assert len(seen) == 17 and seen[-1] > seen[0], seen
     with cache.read('blob') as reader:
-        assert len(reader.read()) == 8 * (4 << 20)
+        assert len(reader.read()) == 16 * (4 << 20)
