@@ -266,31 +266,30 @@ impl Store {
         let t = self.tag_arg(py, tag)?;
         let et = secs(expire.map(|e| now + e));
         let prefix = prefix.as_deref();
-        let encoded = if read {
-            None
-        } else {
-            Some(self.codec(py).encode(value)?)
+        let push_prepared = |prepared| {
+            self.op(py, now, || {
+                self.cache
+                    .raw_push(prepared, prefix, front, et, t.clone(), retry)
+            })
         };
-        let key = match encoded {
-            // A pickle is sealed against the key the push takes, inside its transaction.
-            Some(Encoded::Pickle(p)) => {
-                let sealer = self.codec(py).sealer(py)?;
-                let value = |key: &[u8]| Ok((ValueKind::Python, sealer.seal(&p, key)));
-                self.op(py, now, || {
-                    self.cache
-                        .raw_push_keyed(value, prefix, front, et, t, retry)
-                })?
-            }
-            done => {
-                let prepared = match done {
-                    Some(Encoded::Done(kind, bytes)) => py
-                        .detach(|| self.cache.prepare_bytes(kind, bytes))
+        let key = if read {
+            push_prepared(self.prepare_stream(py, value)?)?
+        } else {
+            match self.codec(py).encode(value)? {
+                Encoded::Done(kind, bytes) => push_prepared(
+                    py.detach(|| self.cache.prepare_bytes(kind, bytes))
                         .map_err(to_py)?,
-                    _ => self.prepare_stream(py, value)?,
-                };
-                self.op(py, now, || {
-                    self.cache.raw_push(prepared, prefix, front, et, t, retry)
-                })?
+                )?,
+                // A pickle is sealed against the key the push takes, inside its
+                // transaction.
+                Encoded::Pickle(p) => {
+                    let sealer = self.codec(py).sealer(py)?;
+                    let value = |key: &[u8]| Ok((ValueKind::Python, sealer.seal(&p, key)));
+                    self.op(py, now, || {
+                        self.cache
+                            .raw_push_keyed(value, prefix, front, et, t.clone(), retry)
+                    })?
+                }
             }
         };
         self.key_py(py, &key)
