@@ -7,6 +7,9 @@
 //! describing Python-only values. `cargo run --example interop -- write <dir>` stores a
 //! fixed set of entries for Python to read; `garbage <dir>` stores Python-kind values and a
 //! Python key whose bytes are damaged, to show Python reports them without crashing.
+//! `move <src dir> <src key> <dst dir> <dst key>` copies a stored value, bytes as they are,
+//! to another key (of the same or another cache) and removes the original, as anyone who
+//! can write to both directories could; keys are written `int:N` or `str:S`.
 
 use diskcache::{Cache, Key, PythonKeyKind, SetOptions, Value};
 
@@ -24,10 +27,58 @@ fn show_key(k: &Key) -> String {
     }
 }
 
+/// A key given on the command line.
+enum Arg {
+    Int(i64),
+    Str(String),
+}
+
+fn parse_key(text: &str) -> Arg {
+    if let Some(n) = text.strip_prefix("int:").and_then(|n| n.parse().ok()) {
+        return Arg::Int(n);
+    }
+    match text.strip_prefix("str:") {
+        Some(s) => Arg::Str(s.to_owned()),
+        None => {
+            eprintln!("keys are int:N or str:S, not {text}");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Moves the stored value of `from` in `src` to `to` in `dst`, its bytes unchanged.
+fn move_value(src: &Cache, from: &Arg, dst: &Cache, to: &Arg) -> diskcache::Result<()> {
+    let value = match from {
+        Arg::Int(n) => src.get_value(n)?,
+        Arg::Str(s) => src.get_value(s)?,
+    };
+    let Some(value) = value else {
+        eprintln!("no value under the source key");
+        std::process::exit(1);
+    };
+    match to {
+        Arg::Int(n) => dst.set_value(n, &value, &SetOptions::new())?,
+        Arg::Str(s) => dst.set_value(s, &value, &SetOptions::new())?,
+    }
+    match from {
+        Arg::Int(n) => src.delete(n)?,
+        Arg::Str(s) => src.delete(s)?,
+    };
+    Ok(())
+}
+
 fn main() -> diskcache::Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("move") {
+        let [_, _, src, from, dst, to] = &args[..] else {
+            eprintln!("usage: interop move <src dir> <src key> <dst dir> <dst key>");
+            std::process::exit(2);
+        };
+        let (src, dst) = (Cache::open(src)?, Cache::open(dst)?);
+        return move_value(&src, &parse_key(from), &dst, &parse_key(to));
+    }
     let (Some(cmd), Some(dir)) = (args.get(1), args.get(2)) else {
-        eprintln!("usage: interop read|write <dir>");
+        eprintln!("usage: interop read|write|garbage <dir>, or interop move ...");
         std::process::exit(2);
     };
     let cache = Cache::open(dir)?;
@@ -50,6 +101,18 @@ fn main() -> diskcache::Result<()> {
                 &SetOptions::new(),
             )?;
             cache.set_value("unknown", &Value::Python(vec![0x7f]), &SetOptions::new())?;
+            // Well-formed plain data that cannot be built: a dict whose key is a list, and
+            // a set holding a list.
+            cache.set_value(
+                "unhashable-key",
+                &Value::Python(vec![0x01, 0x0a, 0x01, 0x09, 0x00, 0x00]),
+                &SetOptions::new(),
+            )?;
+            cache.set_value(
+                "unhashable-item",
+                &Value::Python(vec![0x01, 0x0b, 0x01, 0x09, 0x00]),
+                &SetOptions::new(),
+            )?;
             cache.set_value(
                 "bad-utf8",
                 &Value::Python(vec![0x01, 0x06, 0x02, 0xff, 0xfe]),

@@ -8,15 +8,18 @@ mod errors;
 mod store;
 mod stream;
 
-use codec::{push_binding, Codec};
-use disk::disk_record_bytes;
+use codec::{Codec, Encoded};
+use disk::DiskRecord;
 use diskcache::{Cache, Number, TxnControl, ValueKind};
 use errors::to_py;
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyKeyError, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyFloat, PyInt, PyList};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::thread::ThreadId;
 use std::time::Duration;
-use store::Hit;
+use store::{shape, OnRefused, Want};
 
 /// A key stored by code other than this package (a Rust composite key, or a custom Disk's
 /// key), passed around in its encoding so it can be looked up again.
@@ -63,8 +66,10 @@ pub struct Store {
     pub(crate) cache: Cache,
     pub(crate) codec: Py<Codec>,
     /// Files of a custom Disk whose entries this handle's operations removed or replaced,
-    /// for the Python side to remove (`take_displaced`).
-    pub(crate) displaced: std::sync::Mutex<Vec<String>>,
+    /// per thread, for the Python side to remove (`take_displaced`); kept only for a
+    /// handle whose Disk writes such files (`keeps_displaced`).
+    pub(crate) displaced: Mutex<HashMap<ThreadId, Vec<String>>>,
+    pub(crate) keeps_displaced: bool,
 }
 
 fn number(obj: &Bound<'_, PyAny>) -> PyResult<Number> {
@@ -74,9 +79,7 @@ fn number(obj: &Bound<'_, PyAny>) -> PyResult<Number> {
     // Any int (bools and int subclasses too): python-diskcache adds with Python's `+`.
     if obj.is_instance_of::<PyInt>() {
         return obj.extract::<i64>().map(Number::Int).map_err(|_| {
-            pyo3::exceptions::PyOverflowError::new_err(
-                "Python int too large to store as a 64-bit integer",
-            )
+            PyOverflowError::new_err("Python int too large to store as a 64-bit integer")
         });
     }
     Err(PyTypeError::new_err("incr needs an int or a float delta"))
@@ -91,14 +94,17 @@ fn number_py(py: Python<'_>, n: Number) -> PyResult<Py<PyAny>> {
 
 #[pymethods]
 impl Store {
+    /// `keeps_displaced`: keep the names of custom-Disk files whose entries are gone, for
+    /// `take_displaced` (a Cache with a custom Disk removes them).
     #[new]
-    #[pyo3(signature = (directory, timeout, codec, min_file_size=None))]
+    #[pyo3(signature = (directory, timeout, codec, min_file_size=None, keeps_displaced=false))]
     fn new(
         py: Python<'_>,
         directory: String,
         timeout: f64,
         codec: Py<Codec>,
         min_file_size: Option<u64>,
+        keeps_displaced: bool,
     ) -> PyResult<Store> {
         let t = if timeout.is_finite() && timeout >= 0.0 {
             Duration::from_secs_f64(timeout.min(1e9))
@@ -117,13 +123,9 @@ impl Store {
         Ok(Store {
             cache,
             codec,
-            displaced: std::sync::Mutex::new(Vec::new()),
+            displaced: Mutex::new(HashMap::new()),
+            keeps_displaced,
         })
-    }
-
-    #[getter]
-    fn codec_obj(&self, py: Python<'_>) -> Py<Codec> {
-        self.codec.clone_ref(py)
     }
 
     /// The encoded key of `key`.
@@ -149,17 +151,8 @@ impl Store {
     ) -> PyResult<Py<PyAny>> {
         let (k, _) = self.skey(py, key)?;
         let got = self.op(py, now, || self.cache.raw_get(&k, read))?;
-        if let Some(f) = got {
-            let (et, t) = (f.expire_time, f.tag.clone());
-            if let Some(v) = self.value_py(py, &k, f.data, f.kind, now)? {
-                if !expire_time && !tag {
-                    return Ok(v.unbind());
-                }
-                let t = self.tag_py(py, t.as_deref())?;
-                return Self::shape(py, v.unbind(), et, t, expire_time, tag);
-            }
-        }
-        Self::shape(py, default, None, py.None(), expire_time, tag)
+        let want = Want { expire_time, tag };
+        self.found_py(py, &k, got, now, OnRefused::RemoveQuietly, default, want)
     }
 
     #[pyo3(signature = (key, value, now, expire=None, read=false, tag=None, retry=false, only_if_absent=false))]
@@ -177,12 +170,8 @@ impl Store {
         only_if_absent: bool,
     ) -> PyResult<bool> {
         let (k, long) = self.skey(py, key)?;
-        let t = match tag {
-            Some(t) => self.tag_key(py, t)?,
-            None => None,
-        };
-        let binding = long.clone().unwrap_or_else(|| k.clone());
-        let prepared = self.prepare_for(py, value, read, &binding, long.as_deref())?;
+        let t = self.tag_arg(py, tag)?;
+        let prepared = self.prepare_for(py, value, read, &k, long.as_deref())?;
         let et = secs(expire.map(|e| now + e));
         self.op(py, now, || {
             self.cache
@@ -220,14 +209,8 @@ impl Store {
     ) -> PyResult<Py<PyAny>> {
         let (k, _) = self.skey(py, key)?;
         let got = self.op(py, now, || self.cache.raw_pop(&k, retry))?;
-        if let Some(f) = got {
-            let (et, t) = (f.expire_time, f.tag.clone());
-            if let Some(v) = self.value_py(py, &k, f.data, f.kind, now)? {
-                let t = self.tag_py(py, t.as_deref())?;
-                return Self::shape(py, v.unbind(), et, t, expire_time, tag);
-            }
-        }
-        Self::shape(py, default, None, py.None(), expire_time, tag)
+        let want = Want { expire_time, tag };
+        self.found_py(py, &k, got, now, OnRefused::Gone, default, want)
     }
 
     fn touch(
@@ -261,9 +244,7 @@ impl Store {
         };
         match self.op_raw(py, now, || self.cache.raw_incr(&k, delta, default, retry)) {
             Ok(n) => number_py(py, n),
-            Err(diskcache::Error::KeyNotFound) => {
-                Err(pyo3::exceptions::PyKeyError::new_err(key.clone().unbind()))
-            }
+            Err(diskcache::Error::KeyNotFound) => Err(PyKeyError::new_err(key.clone().unbind())),
             Err(e) => Err(to_py(e)),
         }
     }
@@ -282,20 +263,36 @@ impl Store {
         tag: Option<&Bound<'_, PyAny>>,
         retry: bool,
     ) -> PyResult<Py<PyAny>> {
-        let t = match tag {
-            Some(t) => self.tag_key(py, t)?,
-            None => None,
-        };
-        let prepared = self.prepare(py, value, read, &push_binding(prefix.as_deref()))?;
+        let t = self.tag_arg(py, tag)?;
         let et = secs(expire.map(|e| now + e));
-        let key = self.op(py, now, || {
-            self.cache
-                .raw_push(prepared, prefix.as_deref(), front, et, t, retry)
-        })?;
-        Ok(self
-            .codec(py)
-            .key_to_py(py, &key)?
-            .map_or_else(|| py.None(), Bound::unbind))
+        let prefix = prefix.as_deref();
+        let push_prepared = |prepared| {
+            self.op(py, now, || {
+                self.cache
+                    .raw_push(prepared, prefix, front, et, t.clone(), retry)
+            })
+        };
+        let key = if read {
+            push_prepared(self.prepare_stream(py, value)?)?
+        } else {
+            match self.codec(py).encode(value)? {
+                Encoded::Done(kind, bytes) => push_prepared(
+                    py.detach(|| self.cache.prepare_bytes(kind, bytes))
+                        .map_err(to_py)?,
+                )?,
+                // A pickle is sealed against the key the push takes, inside its
+                // transaction.
+                Encoded::Pickle(p) => {
+                    let sealer = self.codec(py).sealer(py)?;
+                    let value = |key: &[u8]| Ok((ValueKind::Python, sealer.seal(&p, key)));
+                    self.op(py, now, || {
+                        self.cache
+                            .raw_push_keyed(value, prefix, front, et, t.clone(), retry)
+                    })?
+                }
+            }
+        };
+        self.key_py(py, &key)
     }
 
     /// `pull` (take = true) or `peek`; `None` when the queue is empty.
@@ -312,24 +309,16 @@ impl Store {
         tag: bool,
         retry: bool,
     ) -> PyResult<Option<Py<PyAny>>> {
-        loop {
-            let got = self.op(py, now, || {
-                if take {
-                    self.cache.raw_pull(prefix.as_deref(), front, retry)
-                } else {
-                    self.cache.raw_peek(prefix.as_deref(), front, retry)
-                }
-            })?;
-            let Some((key, found)) = got else {
-                return Ok(None);
-            };
-            let hit = Hit {
-                key: Some(key),
-                found,
-            };
-            if let Some(item) = self.item_py(py, hit, now, expire_time, tag)? {
-                return Ok(Some(item));
-            }
+        let prefix = prefix.as_deref();
+        let want = Want { expire_time, tag };
+        if take {
+            self.first_item(py, now, OnRefused::Gone, want, || {
+                self.cache.raw_pull(prefix, front, retry)
+            })
+        } else {
+            self.first_item(py, now, OnRefused::Remove { retry }, want, || {
+                self.cache.raw_peek(prefix, front, retry)
+            })
         }
     }
 
@@ -343,19 +332,10 @@ impl Store {
         tag: bool,
         retry: bool,
     ) -> PyResult<Option<Py<PyAny>>> {
-        loop {
-            let got = self.op(py, now, || self.cache.raw_peekitem(last, retry))?;
-            let Some((key, found)) = got else {
-                return Ok(None);
-            };
-            let hit = Hit {
-                key: Some(key),
-                found,
-            };
-            if let Some(item) = self.item_py(py, hit, now, expire_time, tag)? {
-                return Ok(Some(item));
-            }
-        }
+        let want = Want { expire_time, tag };
+        self.first_item(py, now, OnRefused::Remove { retry }, want, || {
+            self.cache.raw_peekitem(last, retry)
+        })
     }
 
     fn last_rowid(&self, py: Python<'_>) -> PyResult<u64> {
@@ -428,7 +408,7 @@ impl Store {
         after: u64,
         limit: usize,
     ) -> PyResult<(u64, Option<u64>)> {
-        let Some(t) = self.tag_key(py, tag)? else {
+        let Some(t) = self.tag_arg(py, Some(tag))? else {
             return Ok((0, None));
         };
         self.op(py, diskcache_now(), || {
@@ -487,17 +467,10 @@ impl Store {
         py.detach(|| c.close()).map_err(to_py)
     }
 
-    /// Takes the names (relative to the directory) of custom-Disk files whose entries are
-    /// gone; the caller removes them.
+    /// Takes the names (relative to the directory) of custom-Disk files whose entries this
+    /// thread's operations removed or replaced; the caller removes them.
     fn take_displaced(&self) -> Vec<String> {
-        self.displaced
-            .lock()
-            .map(|mut d| std::mem::take(&mut *d))
-            .unwrap_or_default()
-    }
-
-    fn values_dir(&self) -> String {
-        self.cache.values_dir().to_string_lossy().into_owned()
+        self.take_displaced_here()
     }
 
     // --- custom Disk: keys and records as the Disk made them ---
@@ -514,6 +487,8 @@ impl Store {
         })
     }
 
+    /// A custom Disk's `get`: `(key, mode, filename, db_value, expire_time, tag)` (see
+    /// `disk_hit` in store.rs) or None.
     #[pyo3(signature = (db_key, raw, now))]
     fn disk_get(
         &self,
@@ -523,9 +498,10 @@ impl Store {
         now: f64,
     ) -> PyResult<Option<Py<PyAny>>> {
         let k = self.db_key(py, db_key, raw)?;
-        let got = self.op(py, now, || self.cache.raw_get(&k, false))?;
-        got.map(|found| self.disk_hit(py, Hit { key: None, found }, false))
-            .transpose()
+        match self.op(py, now, || self.cache.raw_get(&k, false))? {
+            Some(found) => self.disk_hit(py, &k, found, now, OnRefused::RemoveQuietly, false),
+            None => Ok(None),
+        }
     }
 
     #[pyo3(signature = (db_key, raw, mode, filename, db_value, now, expire=None, tag=None, retry=false, only_if_absent=false))]
@@ -545,13 +521,14 @@ impl Store {
         only_if_absent: bool,
     ) -> PyResult<bool> {
         let k = self.db_key(py, db_key, raw)?;
-        let t = match tag {
-            Some(t) => self.tag_key(py, t)?,
-            None => None,
-        };
-        let record = disk_record_bytes(mode, filename.as_deref(), db_value)?;
+        let t = self.tag_arg(py, tag)?;
+        let mut record = DiskRecord::from_py(mode, filename.as_deref(), db_value)?;
+        if record.unsealed() {
+            record.seal(&self.codec(py).sealer(py)?, &k);
+        }
+        let bytes = record.to_bytes();
         let prepared = py
-            .detach(|| self.cache.prepare_bytes(ValueKind::Python, record))
+            .detach(|| self.cache.prepare_bytes(ValueKind::Python, bytes))
             .map_err(to_py)?;
         let et = secs(expire.map(|e| now + e));
         self.op(py, now, || {
@@ -560,6 +537,7 @@ impl Store {
         })
     }
 
+    /// A custom Disk's `pop`: as `disk_get`, removing the item.
     #[pyo3(signature = (db_key, raw, now, retry=false))]
     fn disk_pop(
         &self,
@@ -570,13 +548,15 @@ impl Store {
         retry: bool,
     ) -> PyResult<Option<Py<PyAny>>> {
         let k = self.db_key(py, db_key, raw)?;
-        let got = self.op(py, now, || self.cache.raw_pop(&k, retry))?;
-        got.map(|found| self.disk_hit(py, Hit { key: None, found }, false))
-            .transpose()
+        match self.op(py, now, || self.cache.raw_pop(&k, retry))? {
+            Some(found) => self.disk_hit(py, &k, found, now, OnRefused::Gone, false),
+            None => Ok(None),
+        }
     }
 
-    /// A custom Disk's `pull` (take) or `peek`: `(db_key, raw, mode, filename, value,
-    /// expire_time, tag)` or None.
+    /// A custom Disk's `pull` (take) or `peek`: `(db_key, raw, key, mode, filename,
+    /// db_value, expire_time, tag)`, None when the queue is empty, or False when the item
+    /// at the end was a refused default-Disk pickle (dropped: look again).
     #[pyo3(signature = (take, now, prefix=None, front=true, retry=false))]
     fn disk_pull(
         &self,
@@ -586,27 +566,20 @@ impl Store {
         prefix: Option<String>,
         front: bool,
         retry: bool,
-    ) -> PyResult<Option<Py<PyAny>>> {
-        let got = self.op(py, now, || {
-            if take {
-                self.cache.raw_pull(prefix.as_deref(), front, retry)
-            } else {
-                self.cache.raw_peek(prefix.as_deref(), front, retry)
-            }
-        })?;
-        got.map(|(key, found)| {
-            self.disk_hit(
-                py,
-                Hit {
-                    key: Some(key),
-                    found,
-                },
-                true,
-            )
-        })
-        .transpose()
+    ) -> PyResult<Py<PyAny>> {
+        let prefix = prefix.as_deref();
+        if take {
+            self.disk_item(py, now, OnRefused::Gone, || {
+                self.cache.raw_pull(prefix, front, retry)
+            })
+        } else {
+            self.disk_item(py, now, OnRefused::Remove { retry }, || {
+                self.cache.raw_peek(prefix, front, retry)
+            })
+        }
     }
 
+    /// A custom Disk's `peekitem`, shaped as `disk_pull`'s items.
     #[pyo3(signature = (last, now, retry=false))]
     fn disk_peekitem(
         &self,
@@ -614,22 +587,87 @@ impl Store {
         last: bool,
         now: f64,
         retry: bool,
-    ) -> PyResult<Option<Py<PyAny>>> {
-        let got = self.op(py, now, || self.cache.raw_peekitem(last, retry))?;
-        got.map(|(key, found)| {
-            self.disk_hit(
-                py,
-                Hit {
-                    key: Some(key),
-                    found,
-                },
-                true,
-            )
+    ) -> PyResult<Py<PyAny>> {
+        self.disk_item(py, now, OnRefused::Remove { retry }, || {
+            self.cache.raw_peekitem(last, retry)
         })
-        .transpose()
     }
 
-    /// A custom Disk's `push`: stores its record under the next queue key; returns the key.
+    /// Removes the entry under the stored key `key` if it still holds the record `(mode,
+    /// filename, db_value)` (expired or not): a custom Disk's value that was refused. A
+    /// value the default Disk wrote reaches a custom Disk as `(MODE_PICKLE, None,
+    /// payload)`, and is matched as that payload. Returns whether it removed it.
+    #[pyo3(signature = (key, mode, filename, db_value, now, retry=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn disk_discard(
+        &self,
+        py: Python<'_>,
+        key: Vec<u8>,
+        mode: u8,
+        filename: Option<String>,
+        db_value: &Bound<'_, PyAny>,
+        now: f64,
+        retry: bool,
+    ) -> PyResult<bool> {
+        let record = DiskRecord::from_py(mode, filename.as_deref(), db_value)?;
+        // The forms the entry may have: the Disk's record, or a default-Disk payload.
+        let mut forms = vec![record.to_bytes()];
+        if let (disk::DbValue::Bytes(b), true, disk::MODE_PICKLE) =
+            (&record.value, record.name.is_empty(), mode)
+        {
+            forms.push(b.clone());
+        }
+        self.op(py, now, || {
+            for form in &forms {
+                if self
+                    .cache
+                    .raw_remove_value(&key, ValueKind::Python, form, retry)?
+                {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        })
+    }
+
+    /// A custom Disk's `incr` of a live item: adds `delta` to a raw number (the record a
+    /// Disk stores for an int or a float, or a native number); KeyError if the item is
+    /// missing or expired (the caller then stores `default + delta` through the Disk).
+    fn disk_incr(
+        &self,
+        py: Python<'_>,
+        db_key: &Bound<'_, PyAny>,
+        raw: bool,
+        delta: &Bound<'_, PyAny>,
+        now: f64,
+        retry: bool,
+    ) -> PyResult<Py<PyAny>> {
+        let k = self.db_key(py, db_key, raw)?;
+        let delta = number(delta)?;
+        let add = |kind: ValueKind, bytes: Option<&[u8]>| {
+            let stored = match (kind, bytes) {
+                (ValueKind::Python, Some(b)) => DiskRecord::parse(b),
+                _ => None,
+            };
+            let n = stored
+                .and_then(|r| r.as_number())
+                .ok_or_else(|| {
+                    diskcache::Error::TypeMismatch(
+                        "incr needs an item whose value is an int or a float".into(),
+                    )
+                })?
+                .plus(delta)?;
+            Ok((ValueKind::Python, DiskRecord::number(n).to_bytes(), n))
+        };
+        match self.op_raw(py, now, || self.cache.raw_update(&k, retry, add)) {
+            Ok(n) => number_py(py, n),
+            Err(diskcache::Error::KeyNotFound) => Err(PyKeyError::new_err(db_key.clone().unbind())),
+            Err(e) => Err(to_py(e)),
+        }
+    }
+
+    /// A custom Disk's `push`: stores its record under the next queue key (an unsealed
+    /// pickle is sealed against that key, inside the transaction); returns the key.
     #[pyo3(signature = (mode, filename, db_value, now, prefix=None, front=false, expire=None, tag=None, retry=false))]
     #[allow(clippy::too_many_arguments)]
     fn disk_push(
@@ -645,24 +683,69 @@ impl Store {
         tag: Option<&Bound<'_, PyAny>>,
         retry: bool,
     ) -> PyResult<Py<PyAny>> {
-        let t = match tag {
-            Some(t) => self.tag_key(py, t)?,
-            None => None,
-        };
-        let record = disk_record_bytes(mode, filename.as_deref(), db_value)?;
-        let prepared = py
-            .detach(|| self.cache.prepare_bytes(ValueKind::Python, record))
-            .map_err(to_py)?;
+        let t = self.tag_arg(py, tag)?;
+        let record = DiskRecord::from_py(mode, filename.as_deref(), db_value)?;
+        let sealer = self.codec(py).sealer_if(py, record.unsealed())?;
         let et = secs(expire.map(|e| now + e));
+        let value = |key: &[u8]| {
+            let mut r = record.clone();
+            if let Some(sealer) = &sealer {
+                r.seal(sealer, key);
+            }
+            Ok((ValueKind::Python, r.to_bytes()))
+        };
         let key = self.op(py, now, || {
             self.cache
-                .raw_push(prepared, prefix.as_deref(), front, et, t, retry)
+                .raw_push_keyed(value, prefix.as_deref(), front, et, t, retry)
         })?;
+        self.key_py(py, &key)
+    }
+}
+
+impl Store {
+    /// A pushed item's key as Python sees it.
+    fn key_py(&self, py: Python<'_>, key: &[u8]) -> PyResult<Py<PyAny>> {
         Ok(self
             .codec(py)
-            .key_to_py(py, &key)?
+            .key_to_py(py, key)?
             .map_or_else(|| py.None(), Bound::unbind))
     }
+
+    /// The first item a custom Disk's queue read or `peekitem` finds (see `disk_pull`).
+    fn disk_item(
+        &self,
+        py: Python<'_>,
+        now: f64,
+        on_refused: OnRefused,
+        read: impl FnOnce() -> diskcache::Result<Option<(Vec<u8>, diskcache::RawFound)>> + Send,
+    ) -> PyResult<Py<PyAny>> {
+        let Some((key, found)) = self.op(py, now, read)? else {
+            return Ok(py.None());
+        };
+        match self.disk_hit(py, &key, found, now, on_refused, true)? {
+            Some(item) => Ok(item),
+            None => Ok(false.into_pyobject(py)?.to_owned().into_any().unbind()),
+        }
+    }
+}
+
+/// `value`, or a tuple with the expire time and/or tag (python-diskcache's result shapes),
+/// for the Python side's reads through a custom Disk.
+#[pyfunction]
+#[pyo3(name = "shape")]
+fn shape_py(
+    py: Python<'_>,
+    value: Py<PyAny>,
+    expire_time: Option<f64>,
+    tag: Py<PyAny>,
+    want_expire: bool,
+    want_tag: bool,
+) -> PyResult<Py<PyAny>> {
+    let want = Want {
+        expire_time: want_expire,
+        tag: want_tag,
+    };
+    shape(py, value, expire_time, tag, want)
 }
 
 #[pymodule]
@@ -671,5 +754,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Store>()?;
     m.add_class::<Codec>()?;
     m.add_class::<StoredKey>()?;
+    m.add_function(wrap_pyfunction!(shape_py, m)?)?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import subprocess
 import tempfile
 
 import pytest
@@ -13,6 +14,37 @@ os.environ['XDG_STATE_HOME'] = _STATE
 os.environ.pop('DISKCACHE_PICKLE_KEY', None)
 
 import diskcache as dc  # noqa: E402
+
+
+class _RunsCode:
+    """Unpickling this creates a file: the proof that code ran."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, 'w'))
+
+
+@pytest.fixture
+def evil(tmp_path):
+    """Makes objects whose unpickling would create a marker file; the test fails if
+    one was unpickled."""
+    marker = str(tmp_path / 'code-ran')
+    yield lambda: _RunsCode(marker)
+    assert not os.path.exists(marker), 'a planted pickle was loaded'
+
+
+@pytest.fixture(scope='session')
+def interop():
+    """The crate's `interop` example (built by cargo): reads and writes cache
+    directories with the Rust API."""
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+    cargo = shutil.which('cargo')
+    assert cargo, 'cargo is needed for the cross-language tests'
+    subprocess.run([cargo, 'build', '--quiet', '--example', 'interop'], cwd=root, check=True)
+    target = os.environ.get('CARGO_TARGET_DIR', os.path.join(root, 'target'))
+    return os.path.join(target, 'debug', 'examples', 'interop')
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
 """Handles, settings, errors, transactions, threads and processes."""
 
+import io
 import multiprocessing
 import os
 import pickle
+import sys
 import threading
 import time
 from unittest import mock
@@ -244,3 +246,161 @@ def test_a_handle_made_before_fork_works_in_the_child(cache):
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     assert cache['child'] == 2
+
+
+def test_deques_and_indexes_carry_an_explicit_pickle_key(tmp_path):
+    cache = dc.Cache(str(tmp_path / 'd'), pickle_key=b'explicit', eviction_policy='none')
+    deque = dc.Deque.fromcache(cache, [dc.Timeout('a'), dc.Timeout('b')], maxlen=5)
+    back = pickle.loads(pickle.dumps(deque))
+    assert [item.args for item in back] == [('a',), ('b',)] and back.maxlen == 5
+    assert len(deque) == 2, 'nothing was refused and removed'
+    index = dc.Index.fromcache(dc.Cache(str(tmp_path / 'i'), pickle_key=b'explicit'))
+    index['k'] = dc.Timeout('v')
+    assert pickle.loads(pickle.dumps(index))['k'].args == ('v',)
+    assert len(index) == 1
+    fanout = dc.FanoutCache(str(tmp_path / 'f'), shards=2, pickle_key=b'explicit')
+    jobs = fanout.deque('jobs')
+    jobs.append(dc.Timeout('job'))
+    assert pickle.loads(pickle.dumps(jobs)).peekleft().args == ('job',)
+    # Without an explicit key, no secret travels.
+    plain = dc.Deque([dc.Timeout('x')], str(tmp_path / 'p'))
+    assert pickle.loads(pickle.dumps(plain))[0].args == ('x',)
+    assert b'explicit' not in pickle.dumps(plain)
+
+
+def test_fanout_sub_caches_are_kept_by_name_when_secrets_are_given(tmp_path):
+    fanout = dc.FanoutCache(
+        str(tmp_path / 'f'), shards=2, pickle_key=b'k', pickle_key_fallbacks=[b'old']
+    )
+    users = fanout.cache('users')
+    assert fanout.cache('users') is users
+    assert list(fanout._caches) == ['users']
+    users['obj'] = dc.Timeout('signed with k')
+    assert dc.Cache(users.directory, pickle_key=b'k')['obj'].args == ('signed with k',)
+
+
+class HashNames(dc.Disk):
+    """A custom Disk naming its files by the key's hash."""
+
+    def filename(self, key=dc.UNKNOWN, value=dc.UNKNOWN):
+        name = 'h' + str(abs(hash(key)))
+        return name, os.path.join(self._directory, name)
+
+
+class PausingFetch(HashNames):
+    """Pauses in ``fetch`` (after its item was popped, before the popping thread
+    settles its files) while ``pause`` is set."""
+
+    pause = None
+    fetching = threading.Event()
+
+    def fetch(self, mode, filename, value, read):
+        if self.pause is not None and filename is not None:
+            PausingFetch.fetching.set()
+            self.pause.wait(10)
+        return super().fetch(mode, filename, value, read)
+
+
+def file_of(cache, key):
+    return cache.disk.filename(key)[1]
+
+
+@pytest.mark.parametrize('other_thread', ['settles', 'rolls back'])
+def test_the_files_a_thread_displaced_are_its_own_to_remove(tmp_path, other_thread):
+    cache = dc.Cache(str(tmp_path / 'c'), disk=PausingFetch)
+    cache[b'popped'] = 'x' * 100000
+    PausingFetch.pause = threading.Event()
+    PausingFetch.fetching.clear()
+    result = []
+    popper = threading.Thread(target=lambda: result.append(cache.pop(b'popped')))
+    popper.start()
+    try:
+        assert PausingFetch.fetching.wait(10)
+        # Meanwhile another thread writes, and settles or rolls back its own files.
+        if other_thread == 'settles':
+            cache[b'other'] = 'small'
+        else:
+            with pytest.raises(RuntimeError):
+                with cache.transact():
+                    cache[b'other'] = 'small'
+                    raise RuntimeError
+    finally:
+        PausingFetch.pause.set()
+        popper.join()
+        PausingFetch.pause = None
+    assert result == ['x' * 100000], 'the popped value was lost'
+    assert not os.path.exists(file_of(cache, b'popped')), 'the popped file was left behind'
+
+
+def test_cull_waits_for_the_writer_lock_with_retry(tmp_path):
+    directory = str(tmp_path / 'c')
+    cache = dc.Cache(directory, timeout=0.01)
+    for num in range(10):
+        cache.set(num, num, expire=0.001)
+    time.sleep(0.01)
+    holder = dc.Cache(directory)
+    entered, release = threading.Event(), threading.Event()
+
+    def hold_until_released():
+        with holder.transact():
+            entered.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=hold_until_released)
+    thread.start()
+    entered.wait(5)
+    try:
+        with pytest.raises(dc.Timeout):
+            cache.cull()
+        threading.Timer(0.2, release.set).start()
+        assert cache.cull(retry=True) == 10
+    finally:
+        release.set()
+        thread.join()
+
+
+def test_iterating_long_keys_counts_no_hits(cache):
+    cache.stats(enable=True)
+    cache['k' * (2 << 20)] = 1
+    assert [len(key) for key in cache] == [2 << 20]
+    assert [len(key) for key in reversed(cache)] == [2 << 20]
+    assert cache.stats() == (0, 0)
+
+
+def test_read_true_lets_other_threads_run_between_chunks(cache):
+    """With a switch interval this long, another thread runs only when the storing
+    thread lets go of the GIL on its own: between the chunks it writes."""
+    progress = [0]
+    stop = threading.Event()
+    seen = []
+
+    def count():
+        while not stop.is_set():
+            progress[0] += 1
+            time.sleep(0)
+
+    class Chunks(io.RawIOBase):
+        def __init__(self, count):
+            self.left = count
+
+        def read(self, size=-1):
+            seen.append(progress[0])
+            if not self.left:
+                return b''
+            self.left -= 1
+            return b'c' * (4 << 20)
+
+    counter = threading.Thread(target=count)
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1000)
+    try:
+        counter.start()
+        time.sleep(0.05)
+        cache.set('blob', Chunks(16), read=True)
+    finally:
+        stop.set()
+        sys.setswitchinterval(old)
+        counter.join()
+    assert len(seen) == 17 and seen[-1] > seen[0], seen
+    with cache.read('blob') as reader:
+        assert len(reader.read()) == 16 * (4 << 20)

@@ -118,3 +118,59 @@ def test_files_of_removed_entries_are_removed_by_every_kind_of_removal(tmp_path)
     assert os.path.exists(path(b'd')) and cache[b'd'] == 'x' * 50000
     assert cache.clear() == 2
     assert not any(os.path.exists(path(key)) for key in keys)
+
+
+def test_incr_goes_through_the_disk(tmp_path):
+    cache = dc.Cache(str(tmp_path / 'j'), disk=dc.JSONDisk)
+    assert cache.incr('new') == 1
+    assert cache['new'] == 1
+    assert cache.incr('float', 0.5, default=1) == 1.5
+    assert cache['float'] == 1.5
+    with pytest.raises(KeyError):
+        cache.incr('missing', default=None)
+    recording = dc.Cache(str(tmp_path / 'r'), disk=RecordingDisk)
+    recording['n'] = 5
+    assert recording.incr('n', 2) == 7
+    assert recording.decr('n') == 6 and recording['n'] == 6
+    recording.set('expiring', 1, expire=60, tag='t')
+    assert recording.incr('expiring') == 2
+    assert recording.get('expiring', tag=True) == (2, 't')
+    recording['text'] = 'not a number'
+    with pytest.raises(TypeError):
+        recording.incr('text')
+    assert recording['text'] == 'not a number'
+
+
+@pytest.mark.skipif(os.name == 'nt', reason='POSIX symlinks')
+def test_disk_files_are_never_read_or_written_through_symlinks(tmp_path):
+    cache = dc.Cache(str(tmp_path / 'c'), disk=FlatNames)
+    secret = tmp_path / 'outside.txt'
+    secret.write_text('not the cache\'s to read')
+    cache[b'linked'] = 'x' * 100000
+    path = os.path.join(cache.directory, hashlib.sha256(b'linked').hexdigest()[:32])
+    os.remove(path)
+    os.symlink(secret, path)
+    assert cache.get(b'linked', default='miss') == 'miss'
+    del cache[b'linked']
+    assert secret.read_text() == 'not the cache\'s to read'
+
+
+class Nested(dc.Disk):
+    def filename(self, key=dc.UNKNOWN, value=dc.UNKNOWN):
+        name = 'sub/' + hashlib.sha256(key).hexdigest()[:32]
+        return name, os.path.join(self._directory, name)
+
+
+@pytest.mark.skipif(os.name == 'nt', reason='POSIX symlinks')
+def test_disk_files_in_symlinked_folders_are_refused(tmp_path):
+    cache = dc.Cache(str(tmp_path / 'c'), disk=Nested)
+    cache[b'a'] = 'x' * 100000
+    outside = tmp_path / 'outside'
+    os.rename(os.path.join(cache.directory, 'sub'), outside)
+    os.symlink(outside, os.path.join(cache.directory, 'sub'))
+    assert cache.get(b'a', default='miss') == 'miss'
+    with pytest.raises(ValueError):
+        cache[b'b'] = 'y' * 100000
+    assert os.listdir(outside) == [hashlib.sha256(b'a').hexdigest()[:32]]
+    del cache[b'a']
+    assert os.listdir(outside) == [hashlib.sha256(b'a').hexdigest()[:32]]

@@ -1,26 +1,11 @@
 """One cache directory, two languages: Rust reads what Python wrote, and the reverse.
 The Rust side is the `interop` example of the crate (built by cargo)."""
 
-import os
-import shutil
 import subprocess
 
 import pytest
 
 import diskcache as dc
-
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
-
-
-@pytest.fixture(scope='module')
-def interop():
-    cargo = shutil.which('cargo')
-    assert cargo, 'cargo is needed for the cross-language tests'
-    subprocess.run(
-        [cargo, 'build', '--quiet', '--example', 'interop'], cwd=ROOT, check=True
-    )
-    target = os.environ.get('CARGO_TARGET_DIR', os.path.join(ROOT, 'target'))
-    return os.path.join(target, 'debug', 'examples', 'interop')
 
 
 def test_rust_reads_what_python_wrote(tmp_path, interop):
@@ -63,7 +48,7 @@ def test_damaged_python_values_are_errors_or_misses_never_crashes(tmp_path, inte
     directory = str(tmp_path / 'g')
     subprocess.run([interop, 'garbage', directory], check=True)
     cache = dc.Cache(directory)
-    for key in ('huge-list', 'unknown', 'bad-utf8'):
+    for key in ('huge-list', 'unknown', 'bad-utf8', 'unhashable-key', 'unhashable-item'):
         with pytest.raises(dc.core.OperationalError):
             cache[key]
         assert key in cache, 'a damaged value is reported, not removed'

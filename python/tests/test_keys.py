@@ -126,3 +126,16 @@ def test_fanout_places_keys_on_python_diskcaches_shard(fanout, key):
     assert key in fanout._shards[shard]
     assert len(fanout._shards[shard]) == 1
     assert fanout.disk.hash(key) == upstream_hash(key)
+
+
+def test_integral_float_keys_beyond_64_bits_read_back_as_floats(cache):
+    keys = [1e19, -1e19, float(2**63), 2.0**100, -(2.0**126)]
+    for key in keys:
+        cache[key] = repr(key)
+    for key in list(cache):
+        assert type(key) is float
+        assert cache[key] == repr(key)
+    assert sorted(cache) == sorted(keys)
+    # Within 64 bits an integral float is the same key as the int, and reads back as it.
+    cache[3.0] = 'three'
+    assert cache[3] == 'three' and 3 in list(cache)

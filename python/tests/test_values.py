@@ -5,6 +5,7 @@ import decimal
 import io
 import math
 import os
+import time
 
 import pytest
 
@@ -130,3 +131,32 @@ def test_tags_must_be_native(cache):
     assert 'k' not in cache
     cache.set('k', 1, tag=1.0)
     assert cache.evict(1) == 1
+
+
+def test_shared_containers_are_pickled_not_written_out(cache):
+    shared = [0]
+    for _ in range(24):
+        shared = [shared, shared]  # 2**24 leaves when written out in full
+    start = time.time()
+    cache['shared'] = shared
+    back = cache['shared']
+    assert time.time() - start < 30
+    assert back[0] is back[1], 'a pickle keeps shared objects shared'
+    node = back
+    for _ in range(24):
+        node = node[1]
+    assert node == [0]
+    payload = cache._codec.encode_payload(shared, b'binding')
+    assert payload[0] == 0x02 and len(payload) < 10000
+
+
+def test_codecs_that_sign_need_a_secret():
+    with pytest.raises(ValueError):
+        dc.core.Codec(None, True, 2)
+    with pytest.raises(ValueError):
+        dc.core.Codec(b'', True, 2)
+    with pytest.raises(ValueError):
+        dc.core.Codec(b'k', True, 2, [b''])
+    assert not dc.core.Codec(None, False, 2).signed
+    with pytest.raises(TypeError):
+        dc.Cache(pickle_key=b'')

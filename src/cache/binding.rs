@@ -9,18 +9,20 @@ use super::core::{Found, Stored};
 use super::entries::{self, NewValue, OnAccess, Write};
 use super::queue::{QueueOptions, Side};
 use super::raw::ValueKind as PubKind;
+use super::settings::Settings;
 use super::value::{now, SetOptions};
 use super::{thread_token, Cache, StoreTimeout};
 use crate::codec::Codec;
-use crate::engine::{reg, tree, values};
+use crate::engine::{reg, tree, values, View, WriteTxn};
 use crate::error::{Error, Result};
 use crate::format::key as fk;
 use crate::format::record::{self, Data};
 use crate::format::value::ValueKind;
+use crate::key::Key;
 use crate::storage::Storage;
 use std::io::Read;
 use std::ops::Bound;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -232,6 +234,46 @@ impl<C: Codec> Cache<C> {
             .map(found))
     }
 
+    /// [`Cache::raw_get`] without counting a hit or a miss or recording an access: for
+    /// reads that only find out what an entry is (the full key behind a digest key, while
+    /// iterating).
+    pub fn raw_get_uncounted(&self, key: &[u8]) -> Result<Option<RawFound>> {
+        Ok(self.fetch(key, false, self.raw_loader(false))?.map(found))
+    }
+
+    /// Removes an encoded key's entry, expired or not, if its value is still `bytes` of
+    /// `kind`: how a binding drops a value it refused to decode, without touching a value
+    /// stored under the key since. Returns whether it removed it.
+    pub fn raw_remove_value(
+        &self,
+        key: &[u8],
+        kind: PubKind,
+        bytes: &[u8],
+        retry: bool,
+    ) -> Result<bool> {
+        let e = Arc::clone(self.engine()?);
+        retrying(retry, || {
+            self.write(|txn, s| {
+                let raw = txn.view(|v| v.get(tree::PRIMARY, key).map(|o| o.map(<[u8]>::to_vec)))?;
+                let Some(raw) = raw else { return Ok(false) };
+                let r = record::decode(&raw).map_err(|err| entries::corrupt_record(key, err))?;
+                let same = r.kind == stored_kind(kind)
+                    && match r.data {
+                        Data::Inline(b) => b == bytes,
+                        Data::File { name, size, crc } => {
+                            size == bytes.len() as u64
+                                && values::read(&*e.storage, &e.dir, name, size, crc)?
+                                    .is_some_and(|f| f == bytes)
+                        }
+                    };
+                if same {
+                    entries::remove(txn, s, key, &entries::Meta::of(&r, key.len(), raw.len()))?;
+                }
+                Ok(same)
+            })
+        })
+    }
+
     /// Whether an encoded key is present and not expired.
     pub fn raw_contains(&self, key: &[u8]) -> Result<bool> {
         self.read_view(|v, _| match v.get(tree::PRIMARY, key)? {
@@ -304,68 +346,53 @@ impl<C: Codec> Cache<C> {
         retrying(retry, || {
             self.write(|txn, s| {
                 let now = now();
-                let raw = txn.view(|v| v.get(tree::PRIMARY, key).map(|o| o.map(<[u8]>::to_vec)))?;
-                let rec = raw
-                    .as_deref()
-                    .map(record::decode)
-                    .transpose()
-                    .map_err(|e| entries::corrupt_record(key, e))?;
-                let raw_len = raw.as_ref().map_or(0, Vec::len);
-                let live = rec.as_ref().filter(|r| !r.expired(now));
-                let (start, keep) = match live {
-                    Some(r) => {
-                        let n = match (r.kind, r.data) {
-                            (ValueKind::Int, Data::Inline(b)) => {
-                                Number::Int(i64::from_le_bytes(b.try_into().map_err(|_| {
-                                    Error::corrupted("primary tree", 0, "integer is not 8 bytes")
-                                })?))
-                            }
-                            (ValueKind::Float, Data::Inline(b)) => {
-                                Number::Float(f64::from_le_bytes(b.try_into().map_err(|_| {
-                                    Error::corrupted("primary tree", 0, "float is not 8 bytes")
-                                })?))
-                            }
-                            (kind, _) => {
-                                return Err(Error::TypeMismatch(format!(
-                                    "incr on a {:?} value",
-                                    PubKind::from(kind)
-                                )))
-                            }
-                        };
-                        (n, true)
-                    }
-                    None => (default.ok_or(Error::KeyNotFound)?, false),
+                let bump = |kind, bytes: Option<&[u8]>| {
+                    let n = number_in(kind, bytes)?.plus(delta)?;
+                    let (kind, bytes) = number_record(n);
+                    Ok((kind, bytes, n))
                 };
-                let value = add(start, delta)?;
-                let (kind, bytes) = match value {
-                    Number::Int(i) => (ValueKind::Int, i.to_le_bytes().to_vec()),
-                    Number::Float(f) => (ValueKind::Float, f.to_le_bytes().to_vec()),
-                };
+                if let Some(n) = rewrite_live(txn, s, key, now, bump)? {
+                    return Ok(n);
+                }
+                // Missing or expired: a new entry (over the expired one) from the default.
+                let value = default.ok_or(Error::KeyNotFound)?.plus(delta)?;
+                let (kind, bytes) = number_record(value);
                 let nv = NewValue::inline(kind, bytes);
-                let old = rec
-                    .as_ref()
-                    .map(|r| entries::Meta::of(r, key.len(), raw_len));
+                let old = txn.view(|v| entries::meta(v, key))?;
                 let w = Write {
                     key,
                     value: &nv,
-                    expire_time: if keep {
-                        live.and_then(|r| r.expire_time)
-                    } else {
-                        None
-                    },
-                    tag: if keep { live.and_then(|r| r.tag) } else { None },
+                    expire_time: None,
+                    tag: None,
                     now,
-                    on_access: if keep {
-                        OnAccess::Touch
-                    } else {
-                        OnAccess::Reset
-                    },
+                    on_access: OnAccess::Reset,
                 };
                 entries::write(txn, s, old.as_ref(), &w)?;
-                if !keep {
-                    entries::cull(txn, s, now)?;
-                }
+                entries::cull(txn, s, now)?;
                 Ok(value)
+            })
+        })
+    }
+
+    /// Replaces the value of a live entry with what `update` makes of its kind and inline
+    /// bytes (`None`: the value is in a value file), keeping its expiry, tag and place in
+    /// insertion order; counts as an access, as [`Cache::raw_incr`] does. A missing or
+    /// expired key is [`Error::KeyNotFound`]. Returns what `update` returned with the new
+    /// value.
+    pub fn raw_update<R>(
+        &self,
+        key: &[u8],
+        retry: bool,
+        update: impl Fn(PubKind, Option<&[u8]>) -> Result<(PubKind, Vec<u8>, R)>,
+    ) -> Result<R> {
+        check_key(key)?;
+        retrying(retry, || {
+            self.write(|txn, s| {
+                let stored = |kind: ValueKind, bytes: Option<&[u8]>| {
+                    let (kind, bytes, r) = update(kind.into(), bytes)?;
+                    Ok((stored_kind(kind), bytes, r))
+                };
+                rewrite_live(txn, s, key, now(), stored)?.ok_or(Error::KeyNotFound)
             })
         })
     }
@@ -392,6 +419,50 @@ impl<C: Codec> Cache<C> {
         let r = retrying(retry, || self.push_prepared(&value.nv, &q));
         drop(value);
         r
+    }
+
+    /// Pushes onto a queue a value made from the encoded key the push takes: `value` runs
+    /// inside the write transaction, once the key is chosen (so a value can be sealed
+    /// against its key), and must not block. Returns the encoded key.
+    #[allow(clippy::too_many_arguments)]
+    pub fn raw_push_keyed(
+        &self,
+        value: impl Fn(&[u8]) -> Result<(PubKind, Vec<u8>)>,
+        prefix: Option<&str>,
+        front: bool,
+        expire_time: Option<f64>,
+        tag: Option<Vec<u8>>,
+        retry: bool,
+    ) -> Result<Vec<u8>> {
+        if let Some(t) = &tag {
+            check_key(t)?;
+        }
+        let opts = SetOptions::new()
+            .expire_at_secs(expire_time)
+            .encoded_tag_bytes(tag);
+        let tag = opts.encoded_tag()?.map(<[u8]>::to_vec);
+        retrying(retry, || {
+            self.write(|txn, s| {
+                let now = now();
+                let key = txn.view(|v| next_queue_key(v, prefix, front))?;
+                let (kind, bytes) = value(&key)?;
+                let nv = self.prepare_raw(stored_kind(kind), bytes)?;
+                let old = txn.view(|v| entries::meta(v, &key));
+                let w = Write {
+                    key: &key,
+                    value: &nv,
+                    expire_time: opts.expire_time(now),
+                    tag: tag.as_deref(),
+                    now,
+                    on_access: OnAccess::Reset,
+                };
+                let r = old.and_then(|old| entries::write(txn, s, old.as_ref(), &w));
+                let r = r.and_then(|_| entries::cull(txn, s, now));
+                // A value file that the write did not take (it failed) is removed now.
+                self.discard(&nv);
+                r.map(|_| key)
+            })
+        })
     }
 
     /// Takes the item at one end of a queue (expired items met on the way are removed).
@@ -657,11 +728,6 @@ impl<C: Codec> Cache<C> {
             (None, _) => Ok(()),
         }
     }
-
-    /// The cache's directory of value files (`values/` under the cache directory).
-    pub fn values_dir(&self) -> PathBuf {
-        Path::new(&self.inner.engine.dir).join("values")
-    }
 }
 
 fn queue(prefix: Option<&str>, front: bool) -> QueueOptions {
@@ -695,13 +761,138 @@ fn remove_rowids(
     Ok(n)
 }
 
-fn add(a: Number, b: Number) -> Result<Number> {
-    Ok(match (a, b) {
-        (Number::Int(x), Number::Int(y)) => Number::Int(x.checked_add(y).ok_or(Error::Overflow)?),
-        (Number::Int(x), Number::Float(y)) => Number::Float(x as f64 + y),
-        (Number::Float(x), Number::Int(y)) => Number::Float(x + y as f64),
-        (Number::Float(x), Number::Float(y)) => Number::Float(x + y),
-    })
+impl Number {
+    /// `self + other` as Python adds them: integers stay integers (a result beyond 64 bits
+    /// is [`Error::Overflow`]); with a float, the sum is a float.
+    pub fn plus(self, other: Number) -> Result<Number> {
+        Ok(match (self, other) {
+            (Number::Int(x), Number::Int(y)) => {
+                Number::Int(x.checked_add(y).ok_or(Error::Overflow)?)
+            }
+            (Number::Int(x), Number::Float(y)) => Number::Float(x as f64 + y),
+            (Number::Float(x), Number::Int(y)) => Number::Float(x + y as f64),
+            (Number::Float(x), Number::Float(y)) => Number::Float(x + y),
+        })
+    }
+}
+
+/// The number an inline value of a kind holds (`bytes` is `None` for a value file).
+fn number_in(kind: ValueKind, bytes: Option<&[u8]>) -> Result<Number> {
+    let eight = |b: &[u8], what: &str| -> Result<[u8; 8]> {
+        b.try_into()
+            .map_err(|_| Error::corrupted("primary tree", 0, format!("{what} is not 8 bytes")))
+    };
+    match (kind, bytes) {
+        (ValueKind::Int, Some(b)) => Ok(Number::Int(i64::from_le_bytes(eight(b, "integer")?))),
+        (ValueKind::Float, Some(b)) => Ok(Number::Float(f64::from_le_bytes(eight(b, "float")?))),
+        (kind, _) => Err(Error::TypeMismatch(format!(
+            "incr on a {:?} value",
+            PubKind::from(kind)
+        ))),
+    }
+}
+
+fn number_record(n: Number) -> (ValueKind, Vec<u8>) {
+    match n {
+        Number::Int(i) => (ValueKind::Int, i.to_le_bytes().to_vec()),
+        Number::Float(f) => (ValueKind::Float, f.to_le_bytes().to_vec()),
+    }
+}
+
+/// Rewrites the inline value of a live entry with what `update` makes of its kind and
+/// bytes (`None`: a value file), keeping its expiry, tag and rowid; counts as an access.
+/// `Ok(None)`: the key is missing or expired, and nothing changed.
+fn rewrite_live<R>(
+    txn: &mut WriteTxn,
+    s: &Settings,
+    key: &[u8],
+    now: f64,
+    update: impl FnOnce(ValueKind, Option<&[u8]>) -> Result<(ValueKind, Vec<u8>, R)>,
+) -> Result<Option<R>> {
+    let raw = txn.view(|v| v.get(tree::PRIMARY, key).map(|o| o.map(<[u8]>::to_vec)))?;
+    let Some(raw) = raw else { return Ok(None) };
+    let r = record::decode(&raw).map_err(|e| entries::corrupt_record(key, e))?;
+    if r.expired(now) {
+        return Ok(None);
+    }
+    let inline = match r.data {
+        Data::Inline(b) => Some(b),
+        Data::File { .. } => None,
+    };
+    let (kind, bytes, out) = update(r.kind, inline)?;
+    let nv = NewValue::inline(kind, bytes);
+    let old = entries::Meta::of(&r, key.len(), raw.len());
+    let w = Write {
+        key,
+        value: &nv,
+        expire_time: r.expire_time,
+        tag: r.tag,
+        now,
+        on_access: OnAccess::Touch,
+    };
+    entries::write(txn, s, Some(&old), &w)?;
+    Ok(Some(out))
+}
+
+/// Queue keys lie strictly between 0 and this; an empty queue starts at [`QUEUE_START`]
+/// (python-diskcache's numbering, as [`Cache::push_with`] numbers them).
+const QUEUE_END: i64 = 999_999_999_999_999;
+const QUEUE_START: i64 = 500_000_000_000_000;
+
+fn queue_key(prefix: Option<&str>, n: i64) -> Vec<u8> {
+    match prefix {
+        None => fk::int_key(i128::from(n)),
+        Some(p) => fk::str_key(&format!("{p}-{n:015}")),
+    }
+}
+
+/// The encoded key the next push at one end of a queue takes: one beyond the key at that
+/// end (any key in the queue's range counts, as in python-diskcache).
+fn next_queue_key(v: &View<'_>, prefix: Option<&str>, front: bool) -> Result<Vec<u8>> {
+    let (lo, hi) = (queue_key(prefix, 0), queue_key(prefix, QUEUE_END));
+    let edge = v
+        .range(
+            tree::PRIMARY,
+            Bound::Excluded(&lo),
+            Bound::Excluded(&hi),
+            !front,
+        )?
+        .next()
+        .transpose()?;
+    let Some((k, _)) = edge else {
+        return Ok(queue_key(prefix, QUEUE_START));
+    };
+    let n = match Key::from_encoded(k)? {
+        Key::Int(i) => {
+            i64::try_from(i).map_err(|_| Error::InvalidKey("queue key out of range".into()))?
+        }
+        // A float inside the range: the integer on the queue's side of it.
+        Key::Float(f) if front => f.ceil() as i64,
+        Key::Float(f) => f.floor() as i64,
+        Key::Str(s) => s
+            .rsplit('-')
+            .next()
+            .and_then(|tail| tail.parse::<i64>().ok())
+            .ok_or_else(|| {
+                Error::InvalidKey(format!(
+                    "{s:?} lies in the queue's key range but does not end with a number"
+                ))
+            })?,
+        other => {
+            return Err(Error::InvalidKey(format!(
+                "{other} lies in the queue's key range"
+            )))
+        }
+    };
+    let next = if front {
+        n.checked_sub(1)
+    } else {
+        n.checked_add(1)
+    };
+    let next = next
+        .filter(|n| *n > 0 && *n < QUEUE_END)
+        .ok_or_else(|| Error::InvalidArgument("the queue is full at this end".into()))?;
+    Ok(queue_key(prefix, next))
 }
 
 #[cfg(test)]
@@ -846,5 +1037,121 @@ mod tests {
             check_key(&[0x60, 1, 2]).is_err(),
             "a pickled key needs its MAC"
         );
+    }
+
+    #[test]
+    fn keyed_pushes_number_as_pushes_do_and_see_their_key() {
+        let (_d, cache) = open();
+        let made = |key: &[u8]| Ok((PubKind::Bytes, [b"made for ".as_slice(), key].concat()));
+        let first = cache
+            .raw_push_keyed(made, None, false, None, None, false)
+            .unwrap();
+        assert_eq!(
+            Key::from_bytes(&first).unwrap(),
+            Key::Int(500_000_000_000_000)
+        );
+        cache.push("plain").unwrap();
+        let front = cache
+            .raw_push_keyed(made, None, true, None, None, false)
+            .unwrap();
+        assert_eq!(
+            Key::from_bytes(&front).unwrap(),
+            Key::Int(499_999_999_999_999)
+        );
+        let back = cache
+            .raw_push_keyed(made, Some("jobs"), false, Some(1e12), None, false)
+            .unwrap();
+        assert_eq!(
+            Key::from_bytes(&back).unwrap(),
+            Key::Str("jobs-500000000000000".into())
+        );
+        let got = cache.raw_get(&front, false).unwrap().unwrap();
+        assert!(matches!(got.data, RawData::Bytes(ref b) if b.ends_with(&front)));
+        assert_eq!(
+            cache.raw_get(&back, false).unwrap().unwrap().expire_time,
+            Some(1e12)
+        );
+        // A large made value goes to a value file, as any other.
+        let big = |_: &[u8]| Ok((PubKind::Bytes, vec![7u8; 1 << 16]));
+        let k = cache
+            .raw_push_keyed(big, None, false, None, None, false)
+            .unwrap();
+        assert!(matches!(
+            cache.raw_get(&k, true).unwrap().unwrap().data,
+            RawData::File(..)
+        ));
+        let failing = |_: &[u8]| -> Result<(PubKind, Vec<u8>)> {
+            Err(Error::InvalidArgument("no value".into()))
+        };
+        assert!(cache
+            .raw_push_keyed(failing, None, false, None, None, false)
+            .is_err());
+        assert_eq!(cache.len().unwrap(), 5);
+    }
+
+    #[test]
+    fn a_value_is_removed_only_while_it_is_unchanged() {
+        let (_d, cache) = open();
+        let k = Key::Str("k".into()).to_bytes();
+        // Stored at time 0, expired since time 1.
+        with_clock(0.0, || {
+            put(&cache, &k, PubKind::Python, b"refused", Some(1.0))
+        });
+        assert!(!cache
+            .raw_remove_value(&k, PubKind::Python, b"other", false)
+            .unwrap());
+        assert!(!cache
+            .raw_remove_value(&k, PubKind::Bytes, b"refused", false)
+            .unwrap());
+        // Expired or not.
+        assert!(cache
+            .raw_remove_value(&k, PubKind::Python, b"refused", false)
+            .unwrap());
+        assert!(!cache.raw_contains(&k).unwrap());
+        let big = vec![1u8; 1 << 16];
+        put(&cache, &k, PubKind::Python, &big, None);
+        assert!(cache
+            .raw_remove_value(&k, PubKind::Python, &big, false)
+            .unwrap());
+        assert_eq!(cache.len().unwrap(), 0);
+    }
+
+    #[test]
+    fn updates_keep_expiry_and_tag_and_need_a_live_entry() {
+        let (_d, cache) = open();
+        let k = Key::Str("u".into()).to_bytes();
+        let double = |kind: PubKind, b: Option<&[u8]>| {
+            let b = b.ok_or_else(|| Error::TypeMismatch("file".into()))?;
+            Ok((kind, [b, b].concat(), b.len()))
+        };
+        assert!(matches!(
+            cache.raw_update(&k, false, double),
+            Err(Error::KeyNotFound)
+        ));
+        let v = cache.prepare_bytes(PubKind::Bytes, b"ab".to_vec()).unwrap();
+        let tag = Some(Key::Str("t".into()).to_bytes());
+        cache
+            .raw_put(&k, v, Some(1e12), tag.clone(), false, false)
+            .unwrap();
+        assert_eq!(cache.raw_update(&k, false, double).unwrap(), 2);
+        let got = cache.raw_get(&k, false).unwrap().unwrap();
+        assert!(matches!(got.data, RawData::Bytes(ref b) if b == b"abab"));
+        assert_eq!((got.expire_time, got.tag), (Some(1e12), tag));
+    }
+
+    #[test]
+    fn uncounted_reads_count_nothing() {
+        let (_d, cache) = open();
+        cache.stats(true, true).unwrap();
+        let k = Key::Str("s".into()).to_bytes();
+        put(&cache, &k, PubKind::Str, b"v", None);
+        assert!(cache.raw_get_uncounted(&k).unwrap().is_some());
+        assert!(cache
+            .raw_get_uncounted(&Key::Str("missing".into()).to_bytes())
+            .unwrap()
+            .is_none());
+        assert_eq!(cache.stats(true, false).unwrap(), (0, 0));
+        assert!(cache.raw_get(&k, false).unwrap().is_some());
+        assert_eq!(cache.stats(true, false).unwrap(), (1, 0));
     }
 }

@@ -1,7 +1,7 @@
 """diskcache: python-diskcache's API on diskcache-rs's log-structured engine.
 
-Disk and file backed persistent cache, process-safe and thread-safe, with the
-classes, methods, arguments and exceptions of python-diskcache 5.6.3.
+Persistent caches in a directory, shared safely by threads and processes, with
+the classes, methods, arguments and exceptions of python-diskcache 5.6.3.
 
 >>> import diskcache
 >>> cache = diskcache.Cache()

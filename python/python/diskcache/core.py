@@ -16,8 +16,8 @@ True
 >>> cache.close()
 """
 
-import codecs
 import contextlib as cl
+import contextvars
 import errno
 import functools as ft
 import io
@@ -28,6 +28,7 @@ import os.path as op
 import pickle
 import pickletools
 import sqlite3
+import stat
 import struct
 import sys
 import tempfile
@@ -37,11 +38,11 @@ import warnings
 import weakref
 import zlib
 
-from ._core import Codec, Store, StoredKey
+from ._core import Codec, Store, shape
 
 
 class Constant(tuple):
-    """A named constant: compares by identity of its name, prints as its name.
+    """A named constant: a one-item tuple that prints as its name.
 
     >>> SENTINEL = Constant('SENTINEL')
     >>> SENTINEL
@@ -50,11 +51,16 @@ class Constant(tuple):
     True
     """
 
+    __slots__ = ()
+
     def __new__(cls, name):
-        return tuple.__new__(cls, (name,))
+        return super().__new__(cls, [name])
 
     def __repr__(self):
-        return '%s' % self[0]
+        return str(self[0])
+
+    def __reduce__(self):
+        return type(self), (self[0],)
 
 
 DBNAME = 'cache.db'
@@ -139,6 +145,14 @@ class OperationalError(sqlite3.OperationalError):
     """
 
 
+class RefusedPickle(ValueError):
+    """A pickle was not unpickled: its MAC does not verify under the pickle secret
+    (it was forged, damaged, signed with another secret, or moved from another key).
+
+    Reads treat such a value as missing and remove it.
+    """
+
+
 def full_name(func):
     """The dotted name of a function: its module, then its qualified name.
 
@@ -160,19 +174,15 @@ def args_to_key(base, args, kwargs, typed, ignore):
     >>> args_to_key(('f',), (1,), {}, True, ())
     ('f', 1, None, <class 'int'>)
     """
-    kept = tuple(arg for pos, arg in enumerate(args) if pos not in ignore)
-    key = base + kept + (None,)
-    pairs = ()
-    if kwargs:
-        pairs = sorted(
-            (name, val) for name, val in kwargs.items() if name not in ignore
-        )
-        for pair in pairs:
-            key += pair
+    positional = [arg for position, arg in enumerate(args) if position not in ignore]
+    named = sorted(item for item in kwargs.items() if item[0] not in ignore)
+    parts = list(base) + positional + [None]
+    for pair in named:
+        parts.extend(pair)
     if typed:
-        key += tuple(type(arg) for arg in kept)
-        key += tuple(type(val) for _, val in pairs)
-    return key
+        parts.extend(type(arg) for arg in positional)
+        parts.extend(type(value) for _, value in named)
+    return tuple(parts)
 
 
 def _wrap_fd(fd, path):
@@ -182,10 +192,23 @@ def _wrap_fd(fd, path):
     return io.BufferedReader(raw)
 
 
+def _normalized_directory(directory):
+    """A cache directory argument as a path: a new temporary directory for None, else
+    the argument as a string with ``~`` and environment variables expanded."""
+    if directory is None:
+        return tempfile.mkdtemp(prefix='diskcache-')
+    return op.expandvars(op.expanduser(str(directory)))
+
+
+# Files outside the engine's own are opened without following a symlink at the end.
+_NOFOLLOW = getattr(os, 'O_NOFOLLOW', 0)
+
+
 # --- the pickle secret -----------------------------------------------------------------
 
 _SECRETS = {}
 _SECRETS_LOCK = threading.Lock()
+_KEY_FILE_HINT = 'set DISKCACHE_PICKLE_KEY or pass pickle_key= to use another secret'
 
 
 def _key_file_path():
@@ -200,14 +223,156 @@ def _key_file_path():
     return op.join(base, 'diskcache-logstore', 'pickle.key')
 
 
-def _read_key_file(path):
-    st = os.stat(path)
-    if os.name != 'nt' and st.st_mode & 0o022:
+def _private(st):
+    """Whether a stat result is the current user's and closed to everyone else."""
+    return st.st_uid == os.getuid() and not st.st_mode & 0o077
+
+
+def _open_key_folder(folder):
+    """A descriptor of the key file's folder, made 0700 if missing; refused unless it is
+    a real directory (not a symlink) of the current user that nobody else can use."""
+    try:
+        os.makedirs(op.dirname(folder), exist_ok=True)
+        try:
+            os.mkdir(folder, 0o700)
+        except FileExistsError:
+            pass
+        else:
+            os.chmod(folder, 0o700)  # whatever the umask
+    except OSError as error:
+        raise OSError(
+            error.errno,
+            'cannot create the folder of the pickle key file (%s); %s'
+            % (error.strerror, _KEY_FILE_HINT),
+            folder,
+        ) from None
+    flags = os.O_RDONLY | getattr(os, 'O_DIRECTORY', 0) | _NOFOLLOW
+    try:
+        fd = os.open(folder, flags)
+    except OSError as error:
         raise PermissionError(
             errno.EPERM,
-            'pickle key file is writable by others; refusing it (chmod 600)',
-            path,
-        )
+            'the folder of the pickle key file must be a directory, not a symlink (%s)'
+            % error.strerror,
+            folder,
+        ) from None
+    info = os.fstat(fd)
+    if stat.S_ISDIR(info.st_mode) and _private(info):
+        return fd
+    os.close(fd)
+    raise PermissionError(
+        errno.EPERM,
+        'the folder of the pickle key file must be yours with mode 0700 (chmod 700 it);'
+        ' refusing it',
+        folder,
+    )
+
+
+def _read_key_file(folder_fd, name, path):
+    """The secret in the key file: a regular file of the current user, mode 0600 or
+    stricter, opened without following symlinks."""
+    try:
+        fd = os.open(name, os.O_RDONLY | _NOFOLLOW, dir_fd=folder_fd)
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        raise PermissionError(
+            errno.EPERM, 'cannot use the pickle key file (%s)' % error.strerror, path
+        ) from None
+    try:
+        info = os.fstat(fd)
+        if not (stat.S_ISREG(info.st_mode) and _private(info)):
+            raise PermissionError(
+                errno.EPERM,
+                'the pickle key file must be a regular file of yours that nobody else'
+                ' can read or write (chmod 600 it); refusing it',
+                path,
+            )
+        chunks = []
+        while True:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    secret = b''.join(chunks)
+    if len(secret) < 32:
+        raise ValueError('pickle key file %r holds fewer than 32 bytes' % path)
+    return secret
+
+
+# Errors of os.link on file systems without hard links.
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOSYS, errno.EXDEV, errno.EMLINK} | {
+    getattr(errno, name) for name in ('ENOTSUP', 'EOPNOTSUPP') if hasattr(errno, name)
+}
+
+
+def _create_key_file(folder_fd, name):
+    """Writes 32 random bytes to a temporary file and puts it in place, unless another
+    process put its key there first (then that one is used)."""
+    temp = '%s.%d.%s.tmp' % (name, os.getpid(), os.urandom(4).hex())
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW
+    fd = os.open(temp, flags, 0o600, dir_fd=folder_fd)
+    try:
+        data = os.urandom(32)
+        while data:
+            data = data[os.write(fd, data):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        try:
+            os.link(temp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+        except FileExistsError:
+            pass
+        except (AttributeError, NotImplementedError, OSError) as error:
+            if isinstance(error, OSError) and error.errno not in _NO_HARD_LINKS:
+                raise
+            # No hard links here: rename (which would replace a key file that appeared
+            # in the meantime, so look first).
+            try:
+                os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                os.rename(temp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+    finally:
+        with cl.suppress(FileNotFoundError):
+            os.unlink(temp, dir_fd=folder_fd)
+
+
+def _load_key_file(path):
+    folder, name = op.split(path)
+    if os.name == 'nt':
+        return _load_key_file_windows(path)
+    folder_fd = _open_key_folder(folder)
+    try:
+        try:
+            return _read_key_file(folder_fd, name, path)
+        except FileNotFoundError:
+            pass
+        try:
+            _create_key_file(folder_fd, name)
+        except OSError as error:
+            raise OSError(
+                error.errno,
+                'cannot create the pickle key file (%s); %s' % (error.strerror, _KEY_FILE_HINT),
+                path,
+            ) from None
+        return _read_key_file(folder_fd, name, path)
+    finally:
+        os.close(folder_fd)
+
+
+def _load_key_file_windows(path):
+    """Windows has no owners and modes to check here: the file lives in the user's
+    local application data."""
+    os.makedirs(op.dirname(path), exist_ok=True)
+    with cl.suppress(FileExistsError):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_BINARY', 0))
+        try:
+            os.write(fd, os.urandom(32))
+        finally:
+            os.close(fd)
     with open(path, 'rb') as reader:
         secret = reader.read()
     if len(secret) < 32:
@@ -216,63 +381,67 @@ def _read_key_file(path):
 
 
 def _key_file_secret():
+    """The per-user secret, read (or made) once per process."""
     path = _key_file_path()
     with _SECRETS_LOCK:
-        if path in _SECRETS:
-            return _SECRETS[path]
-        try:
-            secret = _read_key_file(path)
-        except FileNotFoundError:
-            os.makedirs(op.dirname(path), 0o700, exist_ok=True)
-            tmp = '%s.%d.%s.tmp' % (path, os.getpid(), os.urandom(4).hex())
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                os.write(fd, os.urandom(32))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                pass  # Another process made it first: use theirs.
-            finally:
-                os.remove(tmp)
-            secret = _read_key_file(path)
-        _SECRETS[path] = secret
+        secret = _SECRETS.get(path)
+        if secret is None:
+            secret = _SECRETS[path] = _load_key_file(path)
         return secret
 
 
-def _resolve_pickle_key(pickle_key):
-    """The pickle secret and whether pickles are signed, from ``pickle_key``.
+def _default_secret():
+    return os.environ.get('DISKCACHE_PICKLE_KEY', '').encode('utf-8') or _key_file_secret()
 
-    ``False``: unsigned pickles (trust the directory). bytes or str: that secret.
-    ``None``: ``$DISKCACHE_PICKLE_KEY``, else the per-user key file.
-    """
+
+def _explicit_secret(value):
+    """A secret given as ``pickle_key=``: bytes (str is UTF-8 encoded), or None for
+    "find the default one"."""
+    if value is None or value is True:
+        return None
+    if isinstance(value, str):
+        value = value.encode('utf-8')
+    if not isinstance(value, (bytes, bytearray)) or not value:
+        raise TypeError('pickle_key must be non-empty bytes or str, None or False')
+    return bytes(value)
+
+
+def _make_codec(pickle_key, fallbacks, protocol):
+    """The codec of a handle. ``pickle_key=False``: unsigned pickles (trust the
+    directory). A secret given as bytes or str is used as it is; otherwise the secret is
+    ``$DISKCACHE_PICKLE_KEY`` or the per-user key file, looked up the first time a
+    pickle is signed or verified, so a cache that never pickles needs neither."""
     if pickle_key is False:
-        return None, False
-    if pickle_key is not None and pickle_key is not True:
-        if isinstance(pickle_key, str):
-            pickle_key = pickle_key.encode('utf-8')
-        if not isinstance(pickle_key, (bytes, bytearray)) or not pickle_key:
-            raise TypeError('pickle_key must be non-empty bytes or str, None or False')
-        return bytes(pickle_key), True
-    env = os.environ.get('DISKCACHE_PICKLE_KEY')
-    if env:
-        return env.encode('utf-8'), True
-    return _key_file_secret(), True
+        return Codec(None, False, protocol)
+    secret = _explicit_secret(pickle_key)
+    earlier = [_explicit_secret(key) for key in fallbacks if key is not False]
+    if secret is not None and None not in earlier:
+        return Codec(secret, True, protocol, earlier)
+
+    def find_secret():
+        return (
+            secret or _default_secret(),
+            [key or _default_secret() for key in earlier],
+        )
+
+    return Codec(None, True, protocol, find_secret=find_secret)
 
 
 # --- Disk --------------------------------------------------------------------------------
 
+# The stored key a custom Disk's `fetch` runs for: what its pickles are bound to.
+_FETCHING_FOR = contextvars.ContextVar('diskcache_fetching_for', default=None)
+
 
 class Disk:
-    """How keys and values become stored data, for Caches given a Disk subclass.
+    """Turns keys and values into what a Cache stores, and back; subclass it to
+    change how (a Cache given a subclass calls it for every key and value).
 
     The default ``Disk`` is handled in the native module (its methods below give
-    the same results for subclasses that call them). A subclass that overrides
-    any method is called from Python for every key and value, as in
-    python-diskcache: ``put``/``get`` for keys, ``store``/``fetch`` for values,
-    ``filename``/``remove`` for the files it writes.
+    the same results for subclasses that call them). A subclass may override
+    ``put``/``get`` for keys, ``store``/``fetch`` for values and
+    ``filename``/``remove`` for the files it writes, as in python-diskcache.
+    Pickles it makes are signed and bound to the key they are stored under.
 
     >>> disk = Disk(tempfile.mkdtemp(), min_file_size=2**10)
     >>> disk.put('key')
@@ -289,8 +458,7 @@ class Disk:
 
     def _get_codec(self):
         if self._codec is None:
-            secret, signed = _resolve_pickle_key(None)
-            self._codec = Codec(secret, signed, self.pickle_protocol)
+            self._codec = _make_codec(None, (), self.pickle_protocol)
         return self._codec
 
     def hash(self, key):
@@ -327,7 +495,8 @@ class Disk:
         return self._get_codec().encode_key(key), False
 
     def get(self, key, raw):
-        """The key that ``put`` turned into ``(key, raw)``."""
+        """The key that ``put`` turned into ``(key, raw)``; RefusedPickle for a
+        pickled key whose MAC fails."""
         if raw:
             return bytes(key) if isinstance(key, (memoryview, bytearray)) else key
         return self._get_codec().decode_key(bytes(key))
@@ -335,91 +504,128 @@ class Disk:
     def store(self, value, read, key=UNKNOWN):
         """``(size, mode, filename, db_value)`` for ``value``: small values inline,
         large ones in files of their own; objects in the plain encoding or as a
-        signed pickle."""
+        pickle signed for ``key`` (without a key, as ``push`` calls it, the pickle
+        stays inline and the Cache signs it once the key is chosen)."""
         kind = type(value)
-        minimum = self.min_file_size
-        if read:
-            filename, full_path = self.filename(key, value)
-            chunks = iter(ft.partial(value.read, 2**22), b'')
-            size = self._write(full_path, chunks, 'xb')
-            return size, MODE_BINARY, filename, None
-        if kind is str and len(value) < minimum:
+        small = self.min_file_size
+        if kind is float or (kind is int and -(2**63) <= value <= 2**63 - 1):
             return 0, MODE_RAW, None, value
-        if kind is int and -(2**63) <= value <= 2**63 - 1:
-            return 0, MODE_RAW, None, value
-        if kind is float:
-            return 0, MODE_RAW, None, value
-        if kind is bytes:
-            if len(value) < minimum:
-                return 0, MODE_RAW, None, value
-            filename, full_path = self.filename(key, value)
-            self._write(full_path, io.BytesIO(value), 'xb')
-            return len(value), MODE_BINARY, filename, None
         if kind is str:
-            filename, full_path = self.filename(key, value)
-            self._write(full_path, io.StringIO(value), 'x', 'UTF-8')
-            return op.getsize(full_path), MODE_TEXT, filename, None
-        payload = self._get_codec().encode_payload(value, b'disk')
-        if len(payload) < minimum:
+            if len(value) < small:
+                return 0, MODE_RAW, None, value
+            name, size = self._new_file(key, value, [value.encode('utf-8')])
+            return size, MODE_TEXT, name, None
+        if kind is bytes:
+            if len(value) < small:
+                return 0, MODE_RAW, None, value
+            name, size = self._new_file(key, value, [value])
+            return size, MODE_BINARY, name, None
+        if read:
+            chunks = iter(ft.partial(value.read, 2**22), b'')
+            name, size = self._new_file(key, value, chunks)
+            return size, MODE_BINARY, name, None
+        binding = None if key is UNKNOWN else self._binding(key)
+        payload = self._get_codec().encode_payload(value, binding)
+        if binding is None or len(payload) < small:
             return 0, MODE_PICKLE, None, payload
-        filename, full_path = self.filename(key, value)
-        self._write(full_path, io.BytesIO(payload), 'xb')
-        return len(payload), MODE_PICKLE, filename, None
+        name, size = self._new_file(key, value, [payload])
+        return size, MODE_PICKLE, name, None
 
-    def _write(self, full_path, iterator, mode, encoding=None):
-        full_dir, _ = op.split(full_path)
-        for attempt in range(1, 11):
-            with cl.suppress(OSError):
-                os.makedirs(full_dir)
-            try:
-                # newline='' keeps '\r\n' as written (text is read back the same way).
-                writer = open(full_path, mode, encoding=encoding, newline='' if encoding else None)
-            except OSError:
-                if attempt == 10:
-                    raise
-                continue
-            with writer:
-                size = 0
-                for chunk in iterator:
-                    size += len(chunk)
-                    writer.write(chunk)
-                return size
+    def _binding(self, key):
+        """The stored key of ``key``: what a pickle stored under it is bound to."""
+        return self._get_codec().encode_disk_key(*self.put(key))
 
     def fetch(self, mode, filename, value, read):
         """The value ``store`` described by ``(mode, filename, value)``; with
-        ``read``, a file-backed binary value comes back as an open file."""
+        ``read``, a file-backed binary value comes back as an open file. A pickle
+        must be bound to the key the Cache reads it under (RefusedPickle if not)."""
         if mode == MODE_RAW:
             return bytes(value) if isinstance(value, (memoryview, bytearray)) else value
         if mode == MODE_BINARY:
             if read:
-                return open(op.join(self._directory, filename), 'rb')
-            with open(op.join(self._directory, filename), 'rb') as reader:
-                return reader.read()
+                return _wrap_fd(self._open_file(filename), op.join(self._directory, filename))
+            return self._read_file(filename)
         if mode == MODE_TEXT:
-            full_path = op.join(self._directory, filename)
-            with open(full_path, 'r', encoding='UTF-8', newline='') as reader:
-                return reader.read()
+            return self._read_file(filename).decode('utf-8')
         if mode == MODE_PICKLE:
-            if value is None:
-                with open(op.join(self._directory, filename), 'rb') as reader:
-                    value = reader.read()
-            return self._get_codec().decode_payload_py(bytes(value), b'disk')
+            payload = self._read_file(filename) if value is None else bytes(value)
+            return self._get_codec().decode_payload_py(payload, _FETCHING_FOR.get())
         raise ValueError('unknown mode %r' % (mode,))
 
     def filename(self, key=UNKNOWN, value=UNKNOWN):
         """A new random file name ``hh/hh/<28 hex>.val``: relative, and full."""
-        hex_name = codecs.encode(os.urandom(16), 'hex').decode('utf-8')
-        name = op.join(hex_name[:2], hex_name[2:4], hex_name[4:] + '.val')
+        digits = os.urandom(16).hex()
+        name = op.join(digits[:2], digits[2:4], digits[4:] + '.val')
         return name, op.join(self._directory, name)
 
     def remove(self, file_path):
-        """Removes a file ``store`` wrote (relative name), and its empty directories."""
-        full_path = op.join(self._directory, file_path)
-        full_dir, _ = op.split(full_path)
+        """Removes a file ``store`` wrote (relative name), and the folders it leaves
+        empty, up to the cache directory. Errors (another process removed it
+        first) are ignored."""
+        path = self._inside(op.join(self._directory, file_path))
+        if path is None:
+            return
         with cl.suppress(OSError):
-            os.remove(full_path)
+            os.unlink(path)
+        root = op.realpath(self._directory)
+        folder = op.dirname(path)
         with cl.suppress(OSError):
-            os.removedirs(full_dir)
+            while folder != root and folder.startswith(root + os.sep):
+                os.rmdir(folder)
+                folder = op.dirname(folder)
+
+    # Files are opened without following a symlink, and only in folders that really lie
+    # inside the cache directory, so that a writer to the directory cannot make a reader
+    # read or write files elsewhere.
+
+    def _inside(self, path):
+        """``path`` with its folder resolved, or None if that folder is not the cache
+        directory or inside it (a symlinked folder leads out, say)."""
+        root = op.realpath(self._directory)
+        folder = op.realpath(op.dirname(path))
+        if folder != root and not folder.startswith(root + os.sep):
+            return None
+        return op.join(folder, op.basename(path))
+
+    def _open_file(self, filename):
+        path = op.join(self._directory, filename)
+        resolved = self._inside(path)
+        if resolved is None:
+            raise PermissionError(errno.EACCES, 'Disk file lies outside the cache directory', path)
+        return os.open(resolved, os.O_RDONLY | _NOFOLLOW)
+
+    def _read_file(self, filename):
+        with os.fdopen(self._open_file(filename), 'rb') as reader:
+            return reader.read()
+
+    def _new_file(self, key, value, chunks):
+        """Writes the chunks to a new file named by ``filename()``; returns its relative
+        name and size. The file is made exclusively (never over another); its folder is
+        made first, and made again if another process removes it meanwhile."""
+        name, path = self.filename(key, value)
+        if self._inside(path) is None:  # checked before making folders: none outside
+            raise ValueError('Disk file %r lies outside the cache directory' % path)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, 'O_BINARY', 0)
+        attempts = 10
+        while True:
+            attempts -= 1
+            with cl.suppress(OSError):
+                os.makedirs(op.dirname(path))
+            resolved = self._inside(path)
+            if resolved is None:
+                raise ValueError('Disk file %r lies outside the cache directory' % path)
+            try:
+                fd = os.open(resolved, flags, 0o666)
+                break
+            except FileNotFoundError:
+                if not attempts:
+                    raise
+        size = 0
+        with os.fdopen(fd, 'wb') as writer:
+            for chunk in chunks:
+                writer.write(chunk)
+                size += len(chunk)
+        return name, size
 
 
 class JSONDisk(Disk):
@@ -435,25 +641,25 @@ class JSONDisk(Disk):
         self.compress_level = compress_level
         super().__init__(directory, **kwargs)
 
-    def put(self, key):
-        data = json.dumps(key).encode('utf-8')
-        return super().put(zlib.compress(data, self.compress_level))
+    def _pack(self, obj):
+        return zlib.compress(json.dumps(obj).encode('utf-8'), self.compress_level)
 
-    def get(self, key, raw):
-        data = super().get(key, raw)
+    @staticmethod
+    def _unpack(data):
         return json.loads(zlib.decompress(data).decode('utf-8'))
 
+    def put(self, key):
+        return super().put(self._pack(key))
+
+    def get(self, key, raw):
+        return self._unpack(super().get(key, raw))
+
     def store(self, value, read, key=UNKNOWN):
-        if not read:
-            data = json.dumps(value).encode('utf-8')
-            value = zlib.compress(data, self.compress_level)
-        return super().store(value, read, key=key)
+        return super().store(value if read else self._pack(value), read, key=key)
 
     def fetch(self, mode, filename, value, read):
         data = super().fetch(mode, filename, value, read)
-        if read:
-            return data
-        return json.loads(zlib.decompress(data).decode('utf-8'))
+        return data if read else self._unpack(data)
 
 
 # --- fork handling -----------------------------------------------------------------------
@@ -486,17 +692,37 @@ def _stored(key, value):
         return int(value)
     return value
 
+
 _WARNING_KINDS = {
     'UnknownFile': UnknownFileWarning,
     'EmptyDirectory': EmptyDirWarning,
 }
 
 
+def _read_through_disk(disk, hit, read):
+    """A custom Disk's ``fetch`` of a hit ``(key, mode, filename, db_value, ...)``,
+    with the stored key it runs for (its pickles must be bound to it)."""
+    token = _FETCHING_FOR.set(hit[0])
+    try:
+        return disk.fetch(hit[1], hit[2], hit[3], read)
+    finally:
+        _FETCHING_FOR.reset(token)
+
+
 # --- Cache -------------------------------------------------------------------------------
 
 
 class Cache:
-    """Disk and file backed cache.
+    """A persistent key-value store in a directory, shared by threads and processes.
+
+    Besides python-diskcache's settings it takes ``pickle_key=``, the secret that
+    signs and verifies pickled values and keys (bytes or str; ``False`` for unsigned
+    pickles, in a directory you trust; by default ``$DISKCACHE_PICKLE_KEY`` or the
+    per-user key file), and ``pickle_key_fallbacks=``, earlier secrets still accepted
+    when reading, never used to sign. A pickled key's MAC is part of its identity:
+    after a rotation, iteration still finds keys pickled under a fallback secret, but
+    looking one up (``get``, ``in``, ``memoize``) misses, since the key is encoded
+    under the current secret.
 
     >>> cache = Cache()
     >>> cache.set('n', 1, expire=60, tag='numbers')
@@ -511,66 +737,49 @@ class Cache:
     """
 
     def __init__(self, directory=None, timeout=60, disk=Disk, **settings):
-        try:
-            assert issubclass(disk, Disk)
-        except (TypeError, AssertionError):
-            raise ValueError('disk must subclass diskcache.Disk') from None
-
-        pickle_key = settings.pop('pickle_key', None)
-        fallbacks = settings.pop('pickle_key_fallbacks', ())
-        if directory is None:
-            directory = tempfile.mkdtemp(prefix='diskcache-')
-        directory = str(directory)
-        directory = op.expanduser(directory)
-        directory = op.expandvars(directory)
-
+        if not (isinstance(disk, type) and issubclass(disk, Disk)):
+            raise ValueError('disk must subclass diskcache.Disk')
+        directory = _normalized_directory(directory)
         if not op.isdir(directory):
             try:
-                os.makedirs(directory, 0o755)
+                os.makedirs(directory, 0o755, exist_ok=True)
             except OSError as error:
-                if error.errno != errno.EEXIST:
-                    raise EnvironmentError(
-                        error.errno,
-                        'Cache directory "%s" does not exist'
-                        ' and could not be created' % directory,
-                    ) from None
+                raise OSError(
+                    error.errno,
+                    'cannot create the cache directory %r (%s)' % (directory, error.strerror),
+                ) from None
 
         self._directory = directory
         self._timeout = timeout
         self._local = threading.local()
-        self._pickle_key = pickle_key
-        self._pickle_key_fallbacks = tuple(fallbacks)
-        secret, signed = _resolve_pickle_key(pickle_key)
-        older = [_resolve_pickle_key(key)[0] for key in fallbacks if key is not False]
+        self._pickle_key = settings.pop('pickle_key', None)
+        self._pickle_key_fallbacks = tuple(settings.pop('pickle_key_fallbacks', ()))
 
         given = {key: value for key, value in settings.items() if key not in METADATA}
         protocol = given.get('disk_pickle_protocol', DEFAULT_SETTINGS['disk_pickle_protocol'])
-        self._codec = Codec(secret, signed, int(protocol), [key for key in older if key])
-        self._store = Store(directory, timeout, self._codec)
+        self._codec = _make_codec(self._pickle_key, self._pickle_key_fallbacks, int(protocol))
+        self._store = Store(directory, timeout, self._codec, keeps_displaced=disk is not Disk)
 
         stored = json.loads(self._store.settings())
-        sets = dict(DEFAULT_SETTINGS)
-        for key, value in stored.items():
-            if key != 'codec':
-                sets[key] = value
-        sets.update(given)
-        self._codec.protocol = int(sets['disk_pickle_protocol'])
-
-        changes = {
+        current = dict(DEFAULT_SETTINGS)
+        current.update((key, value) for key, value in stored.items() if key != 'codec')
+        current.update(given)
+        self._codec.protocol = int(current['disk_pickle_protocol'])
+        changed = {
             key: value
-            for key, value in sets.items()
+            for key, value in current.items()
             if key not in stored or stored[key] != _stored(key, value)
         }
-        if changes:
+        if changed:
             with self._transact(retry=True):
-                for key, value in changes.items():
+                for key, value in changed.items():
                     self._store.reset(key, json.dumps(_stored(key, value)))
 
-        disk_args = {key[5:]: value for key, value in sets.items() if key.startswith('disk_')}
+        disk_args = {key[5:]: value for key, value in current.items() if key.startswith('disk_')}
         self._disk = disk(directory, **disk_args)
         self._disk._codec = self._codec
 
-        for key, value in sets.items():
+        for key, value in current.items():
             setattr(self, key, value)
         for key in METADATA:
             self.reset(key)
@@ -578,31 +787,35 @@ class Cache:
 
     @property
     def directory(self):
-        """Cache directory."""
+        """The cache's directory."""
         return self._directory
 
     @property
     def timeout(self):
-        """SQLite-compatible name for how long writes wait for the writer lock."""
+        """How long writes wait for the writer lock, in seconds (python-diskcache's
+        SQLite timeout)."""
         return self._timeout
 
     @property
     def disk(self):
-        """Disk used for serialization."""
+        """The Disk that turns keys and values into stored data."""
         return self._disk
+
+    def _custom(self):
+        """The Disk, if it is a subclass (called from Python); None for the default."""
+        disk = self._disk
+        return None if type(disk) is Disk else disk
 
     # --- transactions ---
 
     @cl.contextmanager
-    def _transact(self, retry=False, filename=None):
+    def _transact(self, retry=False):
         local = self._local
         depth = getattr(local, 'depth', 0)
         if not depth:
             try:
                 self._store.begin(retry)
             except Timeout:
-                if filename is not None:
-                    self._disk.remove(filename)
                 raise Timeout from None
         local.depth = depth + 1
         try:
@@ -622,8 +835,8 @@ class Cache:
                 self._settle_files()
 
     def _settle_files(self):
-        """Removes the files a custom Disk wrote for entries that are gone (after the
-        transaction that removed them, if one is open)."""
+        """Removes the files a custom Disk wrote for entries that this thread's
+        operations removed (after the transaction that removed them, if one is open)."""
         names = self._store.take_displaced()
         local = self._local
         if getattr(local, 'depth', 0):
@@ -665,7 +878,7 @@ class Cache:
         True
         >>> cache.close()
         """
-        if type(self._disk) is Disk:
+        if self._custom() is None:
             return self._store.set(key, value, time.time(), expire, read, tag, retry)
         return self._disk_set(key, value, expire, read, tag, retry, False)
 
@@ -693,7 +906,7 @@ class Cache:
 
     def touch(self, key, expire=None, retry=False):
         """Sets a new expiry on a live item; returns whether it was there."""
-        if type(self._disk) is not Disk:
+        if self._custom() is not None:
             key = self._disk_key(key)
         return self._store.touch(key, time.time(), expire, retry)
 
@@ -706,7 +919,7 @@ class Cache:
         (True, False, 1)
         >>> cache.close()
         """
-        if type(self._disk) is Disk:
+        if self._custom() is None:
             return self._store.set(key, value, time.time(), expire, read, tag, retry, True)
         return self._disk_set(key, value, expire, read, tag, retry, True)
 
@@ -719,17 +932,23 @@ class Cache:
         (1, 11, 10)
         >>> cache.close()
         """
-        if type(self._disk) is Disk:
+        disk = self._custom()
+        if disk is None:
             try:
                 return self._store.incr(key, delta, default, time.time(), retry)
             except KeyError:
                 raise KeyError(key) from None
-        try:
-            return self._store.incr(self._disk_key(key), delta, default, time.time(), retry)
-        except KeyError:
-            raise KeyError(key) from None
-        finally:
-            self._settle_files()
+        db_key, raw = disk.put(key)
+        with self._transact(retry):
+            try:
+                return self._store.disk_incr(db_key, raw, delta, time.time(), retry)
+            except KeyError:
+                if default is None:
+                    raise KeyError(key) from None
+            # A new item goes through the Disk, as any stored value does.
+            value = default + delta
+            self._disk_set(key, value, None, False, None, retry, False)
+            return value
 
     def decr(self, key, delta=1, default=0, retry=False):
         """Subtracts ``delta``; see :meth:`incr`."""
@@ -748,31 +967,37 @@ class Cache:
         (b'bytes', 't')
         >>> cache.close()
         """
-        if type(self._disk) is Disk:
+        disk = self._custom()
+        if disk is None:
             return self._store.get(key, time.time(), default, read, expire_time, tag)
-        return self._disk_get(key, default, read, expire_time, tag)
-
-    def _shape(self, value, expire_time, tag, want_expire, want_tag):
-        if want_expire and want_tag:
-            return value, expire_time, tag
-        if want_expire:
-            return value, expire_time
-        if want_tag:
-            return value, tag
-        return value
-
-    def _disk_get(self, key, default, read, want_expire, want_tag):
-        disk = self._disk
         db_key, raw = disk.put(key)
-        found = self._store.disk_get(db_key, raw, time.time())
-        if found is None:
-            return self._shape(default, None, None, want_expire, want_tag)
-        mode, filename, db_value, expire_time, tag = found
+        hit = self._store.disk_get(db_key, raw, time.time())
+        value = self._fetch_hit(disk, hit, read, 'drop')
+        if value is ENOVAL:
+            return shape(default, None, None, expire_time, tag)
+        return shape(value, hit[4], hit[5], expire_time, tag)
+
+    def _fetch_hit(self, disk, hit, read, refused, retry=False):
+        """The value of a custom-Disk hit, or ENOVAL: for a miss, a value whose file is
+        gone (IOError, as python-diskcache), or a refused pickle. ``refused`` says what
+        becomes of the entry of a refused pickle: ``'gone'`` (the read took it out
+        already), ``'drop'`` (removed unless it changed; an error is left for the next
+        read) or ``'remove'`` (the same, but an error is raised: a loop reading the same
+        end again must make progress)."""
+        if hit is None:
+            return ENOVAL
         try:
-            value = disk.fetch(mode, filename, db_value, read)
+            return _read_through_disk(disk, hit, read)
+        except RefusedPickle:
+            if refused != 'gone':
+                try:
+                    self._store.disk_discard(*hit[:4], time.time(), retry)
+                except Exception:
+                    if refused == 'remove':
+                        raise
+            return ENOVAL
         except IOError:
-            return self._shape(default, None, None, want_expire, want_tag)
-        return self._shape(value, expire_time, tag, want_expire, want_tag)
+            return ENOVAL
 
     def __getitem__(self, key):
         """The value of ``key``; KeyError if it is missing or expired."""
@@ -791,7 +1016,7 @@ class Cache:
 
     def __contains__(self, key):
         """Whether ``key`` is present and not expired."""
-        if type(self._disk) is not Disk:
+        if self._custom() is not None:
             key = self._disk_key(key)
         return self._store.contains(key, time.time())
 
@@ -806,25 +1031,22 @@ class Cache:
         ('v', 'gone')
         >>> cache.close()
         """
-        if type(self._disk) is Disk:
+        disk = self._custom()
+        if disk is None:
             return self._store.pop(key, time.time(), default, expire_time, tag, retry)
-        disk = self._disk
         db_key, raw = disk.put(key)
-        found = self._store.disk_pop(db_key, raw, time.time(), retry)
-        if found is None:
-            return self._shape(default, None, None, expire_time, tag)
-        mode, filename, db_value, db_expire, db_tag = found
+        hit = self._store.disk_pop(db_key, raw, time.time(), retry)
         try:
-            value = disk.fetch(mode, filename, db_value, False)
-        except IOError:
-            return self._shape(default, None, None, expire_time, tag)
+            value = self._fetch_hit(disk, hit, False, 'gone')
         finally:
             self._settle_files()
-        return self._shape(value, db_expire, db_tag, expire_time, tag)
+        if value is ENOVAL:
+            return shape(default, None, None, expire_time, tag)
+        return shape(value, hit[4], hit[5], expire_time, tag)
 
     def __delitem__(self, key, retry=True):
         """Removes ``key``; KeyError if it is missing or expired."""
-        if type(self._disk) is Disk:
+        if self._custom() is None:
             if not self._store.delete(key, time.time(), retry):
                 raise KeyError(key)
             return True
@@ -859,9 +1081,9 @@ class Cache:
         >>> cache.close()
         """
         front = {'back': False, 'front': True}[side]
-        if type(self._disk) is Disk:
+        disk = self._custom()
+        if disk is None:
             return self._store.push(value, time.time(), prefix, front, expire, read, tag, retry)
-        disk = self._disk
         size, mode, filename, db_value = disk.store(value, read)
         try:
             return self._store.disk_push(
@@ -874,35 +1096,70 @@ class Cache:
         finally:
             self._settle_files()
 
-    def _queue(self, take, prefix, default, side, want_expire, want_tag, retry):
-        front = {'front': True, 'back': False}[side]
-        if type(self._disk) is Disk:
-            item = self._store.pull(take, time.time(), prefix, front, want_expire, want_tag, retry)
-            if item is None:
-                return self._shape(default, None, None, want_expire, want_tag)
-            return item
+    def _first_item(self, read, pulled, default, want_expire, want_tag, retry):
+        """The item a custom Disk's ``pull``/``peek``/``peekitem`` returns: ``read()``
+        gives the native store's view of one (``pulled``: taken out of the cache).
+        Items that cannot be read are skipped: a pulled one is gone already, a peeked
+        one whose pickle is refused is removed. ``default`` when there is none; an
+        OSError if the items keep vanishing."""
         disk = self._disk
         for _ in range(100):
-            found = self._store.disk_pull(take, time.time(), prefix, front, retry)
-            if found is None:
-                return self._shape(default, None, None, want_expire, want_tag)
-            db_key, raw, mode, filename, db_value, db_expire, db_tag = found
-            try:
-                value = disk.fetch(mode, filename, db_value, False)
-            except IOError:
-                continue
-            finally:
+            hit = read()
+            if hit is None:
+                return default
+            if hit is False:
+                continue  # a refused default-Disk pickle, dropped already
+            value = self._fetch_hit(
+                disk, hit[2:], False, 'gone' if pulled else 'remove', retry=retry
+            )
+            if pulled:
                 self._settle_files()
-            return self._shape((db_key, value), db_expire, db_tag, want_expire, want_tag)
-        raise OSError(errno.ENOENT, 'value file of the queue item keeps vanishing')
+            if value is not ENOVAL:
+                return hit[:2], value, hit[6], hit[7]
+        raise OSError(errno.ENOENT, 'the items at the end of the queue keep vanishing')
+
+    def _queue(self, take, prefix, default, side, want_expire, want_tag, retry):
+        front = {'front': True, 'back': False}[side]
+        if self._custom() is None:
+            item = self._store.pull(take, time.time(), prefix, front, want_expire, want_tag, retry)
+            return shape(default, None, None, want_expire, want_tag) if item is None else item
+        found = self._first_item(
+            lambda: self._store.disk_pull(take, time.time(), prefix, front, retry),
+            take,
+            None,
+            want_expire,
+            want_tag,
+            retry,
+        )
+        if found is None:
+            return shape(default, None, None, want_expire, want_tag)
+        (db_key, _), value, expire_time, tag = found
+        # Queue keys are raw ints and strings: the Disk's own form.
+        return shape((db_key, value), expire_time, tag, want_expire, want_tag)
 
     def pull(self, prefix=None, default=(None, None), side='front', expire_time=False, tag=False, retry=False):
-        """Takes the item at one end of a queue: ``(key, value)``, or ``default``
-        if the queue is empty. Expired items met on the way are removed."""
+        """Takes the item at one end of a queue: ``(key, value)``, or ``default`` if
+        the queue is empty. Expired items met on the way are removed.
+
+        >>> cache = Cache()
+        >>> _ = cache.push('job')
+        >>> cache.pull(), cache.pull()
+        ((500000000000000, 'job'), (None, None))
+        >>> cache.close()
+        """
         return self._queue(True, prefix, default, side, expire_time, tag, retry)
 
     def peek(self, prefix=None, default=(None, None), side='front', expire_time=False, tag=False, retry=False):
-        """The item at one end of a queue, left in place."""
+        """The item at one end of a queue, left in place.
+
+        >>> cache = Cache()
+        >>> _ = cache.push('job', prefix='q')
+        >>> cache.peek(prefix='q')
+        ('q-500000000000000', 'job')
+        >>> len(cache)
+        1
+        >>> cache.close()
+        """
         return self._queue(False, prefix, default, side, expire_time, tag, retry)
 
     def peekitem(self, last=True, expire_time=False, tag=False, retry=False):
@@ -916,24 +1173,28 @@ class Cache:
         (('c', 'C'), ('a', 'A'))
         >>> cache.close()
         """
-        if type(self._disk) is Disk:
+        disk = self._custom()
+        if disk is None:
             item = self._store.peekitem(last, time.time(), expire_time, tag, retry)
             if item is None:
                 raise KeyError('dictionary is empty')
             return item
-        disk = self._disk
-        for _ in range(100):
-            found = self._store.disk_peekitem(last, time.time(), retry)
-            if found is None:
-                raise KeyError('dictionary is empty')
-            db_key, raw, mode, filename, db_value, db_expire, db_tag = found
-            try:
-                value = disk.fetch(mode, filename, db_value, False)
-            except IOError:
-                continue
+        found = self._first_item(
+            lambda: self._store.disk_peekitem(last, time.time(), retry),
+            False,
+            None,
+            expire_time,
+            tag,
+            retry,
+        )
+        if found is None:
+            raise KeyError('dictionary is empty')
+        (db_key, raw), value, db_expire, db_tag = found
+        try:
             key = disk.get(db_key, raw)
-            return self._shape((key, value), db_expire, db_tag, expire_time, tag)
-        raise OSError(errno.ENOENT, 'value file of the item keeps vanishing')
+        except RefusedPickle:
+            key = None  # a pickled key whose MAC fails is never loaded
+        return shape((key, value), db_expire, db_tag, expire_time, tag)
 
     # --- memoize ---
 
@@ -971,18 +1232,31 @@ class Cache:
         """Drops the tag index."""
         self.reset('tag_index', 0)
 
-    def _batches(self, step, retry):
-        count = 0
-        while True:
+    def _remove_in_batches(self, batch, retry, removed=0):
+        """Runs ``batch()``, one transaction each, until it says it is done; it removes
+        some items and returns how many, and whether to go on. Returns the total,
+        counting from ``removed``; a timeout raises Timeout with the count so far."""
+        more = True
+        while more:
             try:
                 with self._transact(retry):
-                    removed = step()
+                    count, more = batch()
             except Timeout:
-                raise Timeout(count) from None
+                raise Timeout(removed) from None
             self._settle_files()
-            if not removed:
-                return count
-            count += removed
+            removed += count
+        return removed
+
+    @staticmethod
+    def _until_none_left(remove_some):
+        """A batch for ``_remove_in_batches`` that goes on while ``remove_some()``
+        removes something."""
+
+        def batch():
+            count = remove_some()
+            return count, count > 0
+
+        return batch
 
     def evict(self, tag, retry=False):
         """Removes every item tagged ``tag``; returns how many.
@@ -994,43 +1268,46 @@ class Cache:
         (3, 3)
         >>> cache.close()
         """
-        count = 0
-        after = 0
-        while True:
-            try:
-                with self._transact(retry):
-                    removed, after = self._store.evict_some(tag, after, 1000)
-            except Timeout:
-                raise Timeout(count) from None
-            self._settle_files()
-            count += removed
-            if after is None:
-                return count
+        scanned = [0]  # the rowid the next batch starts after
+
+        def batch():
+            count, scanned[0] = self._store.evict_some(tag, scanned[0], 1000)
+            return count, scanned[0] is not None
+
+        return self._remove_in_batches(batch, retry)
 
     def expire(self, now=None, retry=False):
         """Removes the items that expired before ``now`` (default: the time now);
-        returns how many."""
+        returns how many.
+
+        >>> cache = Cache()
+        >>> _ = cache.set('brief', 1, expire=0.001)
+        >>> time.sleep(0.01)
+        >>> cache.expire(), len(cache)
+        (1, 0)
+        >>> cache.close()
+        """
         now = now or time.time()
-        return self._batches(lambda: self._store.expire_some(now, 1000), retry)
+        batch = self._until_none_left(lambda: self._store.expire_some(now, 1000))
+        return self._remove_in_batches(batch, retry)
 
     def cull(self, retry=False):
         """Removes expired items, then items in eviction-policy order until the
-        volume is within ``size_limit``; returns how many."""
+        volume is within ``size_limit``; returns how many. Both steps wait for the
+        writer lock with ``retry``."""
         now = time.time()
-        count = self.expire(now)
+        batch = self._until_none_left(lambda: self._store.expire_some(now, 1000))
+        removed = self._remove_in_batches(batch, retry)
         if self.reset('eviction_policy') == 'none':
-            return count
-        try:
-            while self.volume() > self.size_limit:
-                with self._transact(retry):
-                    removed = self._store.cull_some(100)
-                self._settle_files()
-                if not removed:
-                    break
-                count += removed
-        except Timeout:
-            raise Timeout(count) from None
-        return count
+            return removed
+
+        def cull_batch():
+            if self.volume() <= self.size_limit:
+                return 0, False
+            count = self._store.cull_some(100)
+            return count, count > 0
+
+        return self._remove_in_batches(cull_batch, retry, removed)
 
     def clear(self, retry=False):
         """Removes every item; returns how many.
@@ -1042,19 +1319,24 @@ class Cache:
         100
         >>> cache.close()
         """
-        return self._batches(lambda: self._store.clear_some(1000), retry)
+        batch = self._until_none_left(lambda: self._store.clear_some(1000))
+        return self._remove_in_batches(batch, retry)
 
     def _keys(self, sorted_order, reverse, upto):
-        disk = self._disk
-        custom = type(disk) is not Disk
+        disk = self._custom()
         cursor = None
         while True:
-            keys, cursor = self._store.keys(sorted_order, reverse, cursor, upto, 100, custom)
-            if custom:
-                for db_key, raw in keys:
-                    yield disk.get(db_key, raw)
-            else:
+            keys, cursor = self._store.keys(
+                sorted_order, reverse, cursor, upto, 100, disk is not None
+            )
+            if disk is None:
                 yield from keys
+            else:
+                for db_key, raw in keys:
+                    try:
+                        yield disk.get(db_key, raw)
+                    except RefusedPickle:
+                        pass  # a pickled key whose MAC fails is skipped, never loaded
             if cursor is None:
                 return
 
@@ -1104,11 +1386,6 @@ class Cache:
     def close(self):
         """Writes batched accesses. The handle stays usable (it reopens nothing:
         closing is cheap, so frameworks can call it after every request)."""
-        try:
-            local = self._local
-            getattr(local, 'depth', 0)
-        except AttributeError:
-            pass
         store = getattr(self, '_store', None)
         if store is not None:
             store.flush()
@@ -1167,26 +1444,31 @@ class Cache:
 
 
 def _memoize(cache, name, typed, expire, tag, ignore):
+    """The ``memoize`` decorator of any object with ``get`` and ``set`` (Cache,
+    FanoutCache): results are looked up by ``__cache_key__`` of the arguments, and
+    stored unless ``expire`` is zero or less (then it only looks up)."""
     if callable(name):
         raise TypeError('name cannot be callable')
+    keeps_results = expire is None or expire > 0
 
-    def decorator(func):
-        base = (full_name(func),) if name is None else (name,)
+    def decorate(func):
+        prefix = (full_name(func) if name is None else name,)
+
+        def cache_key(*args, **kwargs):
+            return args_to_key(prefix, args, kwargs, typed, ignore)
 
         @ft.wraps(func)
-        def wrapper(*args, **kwargs):
-            key = wrapper.__cache_key__(*args, **kwargs)
-            result = cache.get(key, default=ENOVAL, retry=True)
-            if result is ENOVAL:
-                result = func(*args, **kwargs)
-                if expire is None or expire > 0:
-                    cache.set(key, result, expire, tag=tag, retry=True)
+        def memoized(*args, **kwargs):
+            key = memoized.__cache_key__(*args, **kwargs)
+            found = cache.get(key, default=ENOVAL, retry=True)
+            if found is not ENOVAL:
+                return found
+            result = func(*args, **kwargs)
+            if keeps_results:
+                cache.set(key, result, expire, tag=tag, retry=True)
             return result
 
-        def __cache_key__(*args, **kwargs):
-            return args_to_key(base, args, kwargs, typed, ignore)
+        memoized.__cache_key__ = cache_key
+        return memoized
 
-        wrapper.__cache_key__ = __cache_key__
-        return wrapper
-
-    return decorator
+    return decorate

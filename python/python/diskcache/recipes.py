@@ -22,8 +22,49 @@ import time
 
 from .core import ENOVAL, args_to_key, full_name
 
+# How long the spinning recipes sleep between attempts.
+_PAUSE = 0.001
 
-class Averager:
+
+def _until(attempt):
+    """Calls ``attempt()`` until it returns True, pausing between tries."""
+    while not attempt():
+        time.sleep(_PAUSE)
+
+
+class _Recipe:
+    """What every recipe holds: the cache, the key its state lives under, and the
+    expiry and tag that state is stored with."""
+
+    def __init__(self, cache, key, expire=None, tag=None):
+        self._cache = cache
+        self._key = key
+        self._expire = expire
+        self._tag = tag
+
+    def _load(self, default):
+        return self._cache.get(self._key, default=default)
+
+    def _save(self, state):
+        self._cache.set(self._key, state, expire=self._expire, tag=self._tag)
+
+
+class _Held(_Recipe):
+    """A recipe used as a context manager: acquired on entry, released on exit."""
+
+    def __enter__(self):
+        self.acquire()
+
+    def __exit__(self, *exc_info):
+        self.release()
+
+
+def _mean(state):
+    total, count = state
+    return total / count if count else None
+
+
+class Averager(_Recipe):
     """A running average kept in the cache as ``(total, count)``.
 
     >>> import diskcache
@@ -33,84 +74,71 @@ class Averager:
     ...     latency.add(seconds)
     >>> latency.get()
     1.0
+    >>> cache.get('latency')
+    (3.0, 3)
     >>> latency.pop()
     1.0
     >>> latency.get() is None
     True
     """
 
-    def __init__(self, cache, key, expire=None, tag=None):
-        self._cache = cache
-        self._key = key
-        self._expire = expire
-        self._tag = tag
-
     def add(self, value):
-        """Adds ``value`` to the average."""
+        """Counts ``value`` in the average."""
         with self._cache.transact(retry=True):
-            total, count = self._cache.get(self._key, default=(0.0, 0))
-            total += value
-            count += 1
-            self._cache.set(self._key, (total, count), expire=self._expire, tag=self._tag)
+            total, count = self._load((0.0, 0))
+            self._save((total + value, count + 1))
 
     def get(self):
         """The average so far, or None before any value."""
-        total, count = self._cache.get(self._key, default=(0.0, 0), retry=True)
-        return None if count == 0 else total / count
+        return _mean(self._cache.get(self._key, default=(0.0, 0), retry=True))
 
     def pop(self):
         """Removes the average and returns it (None if there was none)."""
-        total, count = self._cache.pop(self._key, default=(0.0, 0), retry=True)
-        return None if count == 0 else total / count
+        return _mean(self._cache.pop(self._key, default=(0.0, 0), retry=True))
 
 
-class Lock:
+class Lock(_Held):
     """A lock shared through the cache: held while its key is present.
 
-    ``expire`` bounds how long a crashed holder can keep others waiting.
+    Whoever releases it frees it (it has no owner). ``expire`` bounds how long a
+    holder that crashed keeps others waiting.
 
     >>> import diskcache
     >>> cache = diskcache.Cache()
     >>> lock = Lock(cache, 'jobs', expire=60)
     >>> lock.acquire()
-    >>> lock.locked()
-    True
+    >>> lock.locked(), 'jobs' in cache
+    (True, True)
     >>> lock.release()
+    >>> lock.locked()
+    False
     """
-
-    def __init__(self, cache, key, expire=None, tag=None):
-        self._cache = cache
-        self._key = key
-        self._expire = expire
-        self._tag = tag
 
     def acquire(self):
         """Waits until the lock is free, then takes it."""
-        while True:
-            added = self._cache.add(
+        _until(
+            lambda: self._cache.add(
                 self._key, None, expire=self._expire, tag=self._tag, retry=True
             )
-            if added:
-                break
-            time.sleep(0.001)
+        )
 
     def release(self):
-        """Frees the lock (whoever holds it)."""
+        """Frees the lock."""
         self._cache.delete(self._key, retry=True)
 
     def locked(self):
         """Whether someone holds the lock."""
         return self._key in self._cache
 
-    def __enter__(self):
-        self.acquire()
 
-    def __exit__(self, *exc_info):
-        self.release()
+def _this_thread():
+    """Who holds a re-entrant lock: this process and thread."""
+    return '{}-{}'.format(os.getpid(), threading.get_ident())
 
 
-class RLock:
-    """A re-entrant lock shared through the cache, owned by a process and thread.
+class RLock(_Held):
+    """A re-entrant lock shared through the cache: its key holds ``(holder,
+    depth)``, and the holder (a process and thread) may take it again.
 
     >>> import diskcache
     >>> cache = diskcache.Cache()
@@ -119,50 +147,40 @@ class RLock:
     ...     with rlock:
     ...         cache.get('config')[1]
     2
+    >>> cache.get('config')[1]
+    0
+    >>> rlock.release()
+    Traceback (most recent call last):
+      ...
+    AssertionError: this thread does not hold the lock
     """
 
-    def __init__(self, cache, key, expire=None, tag=None):
-        self._cache = cache
-        self._key = key
-        self._expire = expire
-        self._tag = tag
-
-    def _owner(self):
-        return '{}-{}'.format(os.getpid(), threading.get_ident())
-
     def acquire(self):
-        """Waits until the lock is free or ours, then takes it once more."""
-        owner = self._owner()
-        while True:
+        """Waits until the lock is free or this thread's, then takes it once more."""
+        me = _this_thread()
+
+        def attempt():
             with self._cache.transact(retry=True):
-                holder, count = self._cache.get(self._key, default=(None, 0))
-                if holder == owner or count == 0:
-                    self._cache.set(
-                        self._key, (owner, count + 1), expire=self._expire, tag=self._tag
-                    )
-                    return
-            time.sleep(0.001)
+                holder, depth = self._load((None, 0))
+                if depth and holder != me:
+                    return False
+                self._save((me, depth + 1))
+                return True
+
+        _until(attempt)
 
     def release(self):
         """Gives up one hold; AssertionError if this thread holds none."""
-        owner = self._owner()
         with self._cache.transact(retry=True):
-            holder, count = self._cache.get(self._key, default=(None, 0))
-            is_owned = holder == owner and count > 0
-            assert is_owned, 'cannot release un-acquired lock'
-            self._cache.set(
-                self._key, (holder, count - 1), expire=self._expire, tag=self._tag
-            )
-
-    def __enter__(self):
-        self.acquire()
-
-    def __exit__(self, *exc_info):
-        self.release()
+            holder, depth = self._load((None, 0))
+            if holder != _this_thread() or depth < 1:
+                raise AssertionError('this thread does not hold the lock')
+            self._save((holder, depth - 1))
 
 
-class BoundedSemaphore:
-    """A semaphore shared through the cache; the key holds the free permits.
+class BoundedSemaphore(_Held):
+    """A semaphore shared through the cache: its key holds the number of free
+    permits (``value`` at first).
 
     >>> import diskcache
     >>> cache = diskcache.Cache()
@@ -173,39 +191,36 @@ class BoundedSemaphore:
     >>> pool.release()
     >>> cache.get('connections')
     2
+    >>> pool.release()
+    Traceback (most recent call last):
+      ...
+    AssertionError: no permit is taken
     """
 
     def __init__(self, cache, key, value=1, expire=None, tag=None):
-        self._cache = cache
-        self._key = key
+        super().__init__(cache, key, expire, tag)
         self._value = value
-        self._expire = expire
-        self._tag = tag
 
     def acquire(self):
         """Waits for a free permit and takes it."""
-        while True:
+
+        def attempt():
             with self._cache.transact(retry=True):
-                free = self._cache.get(self._key, default=self._value)
-                if free > 0:
-                    self._cache.set(
-                        self._key, free - 1, expire=self._expire, tag=self._tag
-                    )
-                    return
-            time.sleep(0.001)
+                free = self._load(self._value)
+                if free < 1:
+                    return False
+                self._save(free - 1)
+                return True
+
+        _until(attempt)
 
     def release(self):
         """Returns a permit; AssertionError if none is taken."""
         with self._cache.transact(retry=True):
-            free = self._cache.get(self._key, default=self._value)
-            assert self._value > free, 'cannot release un-acquired semaphore'
-            self._cache.set(self._key, free + 1, expire=self._expire, tag=self._tag)
-
-    def __enter__(self):
-        self.acquire()
-
-    def __exit__(self, *exc_info):
-        self.release()
+            free = self._load(self._value)
+            if free >= self._value:
+                raise AssertionError('no permit is taken')
+            self._save(free + 1)
 
 
 def throttle(
@@ -218,8 +233,12 @@ def throttle(
     time_func=time.time,
     sleep_func=time.sleep,
 ):
-    """Decorator: lets ``count`` calls through per ``seconds`` (a token bucket
-    shared through the cache), making callers wait for their turn.
+    """Decorator: lets ``count`` calls through per ``seconds``, across threads and
+    processes, making callers wait for their turn.
+
+    The key (the function's full name, or ``name``) holds a token bucket as
+    ``(time, tokens)``: tokens come back at ``count / seconds`` per second, up to
+    ``count``, and each call spends one. Decorating resets the bucket to full.
 
     >>> import diskcache
     >>> cache = diskcache.Cache()
@@ -241,41 +260,40 @@ def throttle(
     >>> slow(), slow(), waits
     ('done', 'done', [4.0])
     """
+    rate = count / float(seconds)
 
-    def decorator(func):
-        rate = count / float(seconds)
+    def decorate(func):
         key = full_name(func) if name is None else name
-        now = time_func()
-        cache.set(key, (now, count), expire=expire, tag=tag, retry=True)
+        cache.set(key, (time_func(), count), expire=expire, tag=tag, retry=True)
+
+        def wait_for_a_token():
+            """Spends a token and returns 0, or returns how long until one is back."""
+            with cache.transact(retry=True):
+                then, tokens = cache.get(key)
+                now = time_func()
+                tokens = min(tokens + (now - then) * rate, count)
+                if tokens < 1:
+                    return (1 - tokens) / rate
+                cache.set(key, (now, tokens - 1), expire=expire, tag=tag)
+                return 0
 
         @functools.wraps(func)
-        def wrapper(*args, **kwargs):
+        def throttled(*args, **kwargs):
             while True:
-                with cache.transact(retry=True):
-                    last, tally = cache.get(key)
-                    now = time_func()
-                    tally += (now - last) * rate
-                    delay = 0
-                    if tally > count:
-                        cache.set(key, (now, count - 1), expire)
-                    elif tally >= 1:
-                        cache.set(key, (now, tally - 1), expire)
-                    else:
-                        delay = (1 - tally) / rate
-                if delay:
-                    sleep_func(delay)
-                else:
-                    break
-            return func(*args, **kwargs)
+                delay = wait_for_a_token()
+                if not delay:
+                    return func(*args, **kwargs)
+                sleep_func(delay)
 
-        return wrapper
+        return throttled
 
-    return decorator
+    return decorate
 
 
 def barrier(cache, lock_factory, name=None, expire=None, tag=None):
-    """Decorator: runs the function under a lock made by ``lock_factory``, so at
-    most one call runs at a time across threads and processes.
+    """Decorator: runs each call under one lock made by ``lock_factory(cache, key,
+    expire=..., tag=...)`` (``Lock``, ``RLock``...), so calls run one at a time
+    across threads and processes.
 
     >>> import diskcache
     >>> cache = diskcache.Cache()
@@ -284,29 +302,40 @@ def barrier(cache, lock_factory, name=None, expire=None, tag=None):
     ...     return num + 1
     >>> work(1)
     2
+    >>> work.__wrapped__(1)
+    2
     """
 
-    def decorator(func):
-        key = full_name(func) if name is None else name
-        lock = lock_factory(cache, key, expire=expire, tag=tag)
+    def decorate(func):
+        lock = lock_factory(cache, full_name(func) if name is None else name, expire=expire, tag=tag)
 
         @functools.wraps(func)
-        def wrapper(*args, **kwargs):
+        def one_at_a_time(*args, **kwargs):
             with lock:
                 return func(*args, **kwargs)
 
-        return wrapper
+        return one_at_a_time
 
-    return decorator
+    return decorate
+
+
+def _refresh_now(cost, expire_time, beta):
+    """Whether a stored result should be computed again already: with a probability
+    that grows as its expiry nears, the sooner the more it cost to compute (the
+    "XFetch" rule of Vattani, Chierichetti and Lowenstein, VLDB 2015)."""
+    remaining = expire_time - time.time()
+    return -cost * beta * math.log(1.0 - random.random()) >= remaining
 
 
 def memoize_stampede(cache, expire, name=None, typed=False, tag=None, beta=1, ignore=()):
-    """Memoizing decorator that recomputes a result early, with a probability
-    that grows as its expiry nears (weighted by how long it took to compute),
-    so that many callers never recompute an expired value at once.
+    """Memoizing decorator that recomputes a result before it expires, so that many
+    callers never all recompute it at once.
 
-    The recomputation runs in a thread started by the call that wins a short
-    lease; callers keep getting the stored result meanwhile.
+    Results are stored as ``(result, seconds it took)`` for ``expire`` seconds. As a
+    result nears its expiry, a caller may, with a probability that grows with the
+    computation's cost and ``beta``, start its recomputation in a background
+    thread; one caller per lease (as long as a computation takes) does, and every
+    caller keeps getting the stored result meanwhile.
 
     >>> import diskcache
     >>> cache = diskcache.Cache()
@@ -317,49 +346,45 @@ def memoize_stampede(cache, expire, name=None, typed=False, tag=None, beta=1, ig
     832040
     >>> fib.__cache_key__(30) in cache
     True
+    >>> result, seconds = cache[fib.__cache_key__(30)]
+    >>> result, seconds >= 0
+    (832040, True)
     """
 
-    def decorator(func):
-        base = (full_name(func),) if name is None else (name,)
+    def decorate(func):
+        prefix = (full_name(func) if name is None else name,)
 
-        def timer(*args, **kwargs):
-            start = time.time()
+        def timed(args, kwargs):
+            started = time.time()
             result = func(*args, **kwargs)
-            delta = time.time() - start
-            return result, delta
+            return result, time.time() - started
+
+        def recompute_in_background(key, args, kwargs):
+            def run():
+                with cache:
+                    cache.set(key, timed(args, kwargs), expire=expire, tag=tag, retry=True)
+
+            threading.Thread(target=run, daemon=True).start()
 
         @functools.wraps(func)
-        def wrapper(*args, **kwargs):
-            key = wrapper.__cache_key__(*args, **kwargs)
-            pair, expire_time = cache.get(key, default=ENOVAL, expire_time=True, retry=True)
-            if pair is not ENOVAL:
-                result, delta = pair
-                now = time.time()
-                ttl = expire_time - now
-                if (-delta * beta * math.log(random.random())) < ttl:
-                    return result
-                # Early recomputation: one caller per lease window does it.
-                thread_key = key + (ENOVAL,)
-                thread_added = cache.add(thread_key, None, expire=delta, retry=True)
-                if thread_added:
+        def memoized(*args, **kwargs):
+            key = memoized.__cache_key__(*args, **kwargs)
+            stored, expire_time = cache.get(key, default=ENOVAL, expire_time=True, retry=True)
+            if stored is ENOVAL:
+                stored = timed(args, kwargs)
+                cache.set(key, stored, expire=expire, tag=tag, retry=True)
+                return stored[0]
+            result, cost = stored
+            if _refresh_now(cost, expire_time, beta):
+                lease = key + (ENOVAL,)
+                if cache.add(lease, None, expire=cost, retry=True):
+                    recompute_in_background(key, args, kwargs)
+            return result
 
-                    def recompute():
-                        with cache:
-                            pair = timer(*args, **kwargs)
-                            cache.set(key, pair, expire=expire, tag=tag, retry=True)
+        def cache_key(*args, **kwargs):
+            return args_to_key(prefix, args, kwargs, typed, ignore)
 
-                    thread = threading.Thread(target=recompute)
-                    thread.daemon = True
-                    thread.start()
-                return result
-            pair = timer(*args, **kwargs)
-            cache.set(key, pair, expire=expire, tag=tag, retry=True)
-            return pair[0]
+        memoized.__cache_key__ = cache_key
+        return memoized
 
-        def __cache_key__(*args, **kwargs):
-            return args_to_key(base, args, kwargs, typed, ignore)
-
-        wrapper.__cache_key__ = __cache_key__
-        return wrapper
-
-    return decorator
+    return decorate
