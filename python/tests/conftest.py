@@ -14,6 +14,18 @@ os.environ.pop('DISKCACHE_PICKLE_KEY', None)
 
 import diskcache as dc  # noqa: E402
 
+# Django, when installed, runs with the test site's settings (python/tests/djangoproject),
+# whose caches and database live in a temporary directory of their own.
+try:
+    import django
+except ImportError:
+    django = None
+else:
+    _SITE_ROOT = tempfile.mkdtemp(prefix='diskcache-tests-site-')
+    os.environ['DJANGOPROJECT_ROOT'] = _SITE_ROOT
+    os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'djangoproject.settings')
+    django.setup()
+
 
 @pytest.fixture
 def cache(tmp_path):
@@ -29,3 +41,5 @@ def fanout(tmp_path):
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_STATE, ignore_errors=True)
+    if django is not None:
+        shutil.rmtree(_SITE_ROOT, ignore_errors=True)

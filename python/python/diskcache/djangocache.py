@@ -62,6 +62,7 @@ it):
 import asyncio
 import collections
 import functools
+import io
 import os
 import tempfile  # noqa: F401 (the examples use it)
 import threading
@@ -84,6 +85,36 @@ _SALT = 'diskcache-logstore.pickle-key'
 
 # A value no caller can have stored: "missing" in get_many and friends.
 _MISSING = object()
+
+# Django's {% cache %} tag stores a fragment under 'template.cache.<fragment name>.<hash
+# of the vary-on values>' and has no way to give it a tag.
+_FRAGMENT_PREFIX = 'template.cache.'
+
+
+def fragment_tag(fragment_name):
+    """The tag DjangoCache gives the entries Django's ``{% cache %}`` template tag stores
+    for ``fragment_name``: ``cache.evict(fragment_tag('sidebar'))`` drops the sidebar
+    fragment for every vary-on value.
+
+    >>> fragment_tag('sidebar')
+    'template.cache.sidebar'
+    """
+    return _FRAGMENT_PREFIX + fragment_name
+
+
+def _readable(value):
+    """With ``read=True`` a value is a file to copy; bytes are accepted too (as the
+    documentation's ``cache.set('large_document', file_data, read=True)`` passes them)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return io.BytesIO(value)
+    return value
+
+
+def _implicit_tag(key):
+    """A fragment's tag, from its key; None for any other key."""
+    if type(key) is str and key.startswith(_FRAGMENT_PREFIX):
+        return key[: key.rindex('.')]
+    return None
 
 
 def _pickle_keys_from_settings():
@@ -271,6 +302,10 @@ class DjangoCache(BaseCache):
 
         Atomic: of many processes adding one key, one succeeds.
         """
+        if tag is None:
+            tag = _implicit_tag(key)
+        if read:
+            value = _readable(value)
         key = self._key(key, version)
         timeout = self.get_backend_timeout(timeout=timeout)
         return self._cache.add(key, value, timeout, read, tag, retry)
@@ -286,7 +321,13 @@ class DjangoCache(BaseCache):
         return self._cache.read(key)
 
     def set(self, key, value, timeout=DEFAULT_TIMEOUT, version=None, read=False, tag=None, retry=True):
-        """Stores ``value`` under ``key``; returns whether it did."""
+        """Stores ``value`` under ``key``; returns whether it did. With ``read=True``,
+        ``value`` is a file (or bytes) stored as a file of its own. A fragment stored by
+        Django's ``{% cache %}`` tag is tagged :func:`fragment_tag` of its name."""
+        if tag is None:
+            tag = _implicit_tag(key)
+        if read:
+            value = _readable(value)
         key = self._key(key, version)
         timeout = self.get_backend_timeout(timeout=timeout)
         return self._cache.set(key, value, timeout, read, tag, retry)

@@ -313,8 +313,8 @@ class FanoutCache:
             return self._caches[name]
         except KeyError:
             directory = self._sub_directory('cache', name)
-            for name, value in self._secrets.items():
-                settings.setdefault(name, value)
+            for setting, value in self._secrets.items():
+                settings.setdefault(setting, value)
             temp = Cache(
                 directory=directory,
                 timeout=timeout,
