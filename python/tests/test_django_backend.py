@@ -767,3 +767,43 @@ def test_async_methods_are_ours_on_this_django_version():
     assert len(names) >= 15
     for name in names:
         assert getattr(DjangoCache, name) is not getattr(BaseCache, name), name
+
+
+# --- the direct paths to the shards --------------------------------------------------------
+
+
+def test_single_key_methods_reach_the_shard_fanoutcache_would(tmp_path):
+    directory = str(tmp_path / 'c')
+    cache = DjangoCache(directory, {'SHARDS': 8})
+    fanout = dc.FanoutCache(directory, shards=8, pickle_key=cache._cache._secrets.get('pickle_key'))
+    for number in range(50):
+        assert cache.add('a%d' % number, number) and cache.set(b'b%d' % number, number)
+    for number in range(50):
+        assert fanout.get(':1:a%d' % number) == number
+        assert fanout.get(":1:b'b%d'" % number) == number
+        assert cache.has_key('a%d' % number) and cache.delete('a%d' % number)
+        assert ':1:a%d' % number not in fanout
+
+
+def test_a_custom_disk_and_overridden_key_methods_are_honoured(tmp_path):
+    class Upper(DjangoCache):
+        def make_key(self, key, version=None):
+            return super().make_key(key, version).upper()
+
+    cache = Upper(str(tmp_path / 'c'), {'SHARDS': 2, 'OPTIONS': {'disk': dc.JSONDisk}})
+    assert not cache._direct
+    assert cache.set('k', {'json': [1, 2]}) and cache.get('k') == {'json': [1, 2]}
+    assert cache.add('k', 0) is False and cache.has_key('k')
+    assert cache._cache.get(':1:K') == {'json': [1, 2]}
+    assert cache.delete('k') and cache.get('k') is None
+
+    seen = []
+
+    class Strict(DjangoCache):
+        def validate_key(self, key):
+            seen.append(key)
+
+    strict = Strict(str(tmp_path / 'd'), {})
+    strict.set('k', 1)
+    strict.get('k')
+    assert seen == [':1:k', ':1:k']

@@ -64,21 +64,24 @@ import collections
 import functools
 import io
 import os
+import sqlite3
 import tempfile  # noqa: F401 (the examples use it)
 import threading
 import time
 import warnings
 import weakref
+import zlib
 
 from django.core.cache.backends.base import (
     DEFAULT_TIMEOUT,
     MEMCACHE_MAX_KEY_LENGTH,
     BaseCache,
     CacheKeyWarning,
+    default_key_func,
     memcache_key_warnings,
 )
 
-from .core import ENOVAL, Timeout, args_to_key, full_name
+from .core import ENOVAL, Disk, Timeout, args_to_key, full_name
 from .fanout import FanoutCache
 
 _SALT = 'diskcache-logstore.pickle-key'
@@ -229,7 +232,12 @@ class DjangoCache(BaseCache):
                 options['pickle_key'] = secret
                 options.setdefault('pickle_key_fallbacks', fallbacks)
         self._shared = _open_shared(directory, shards, timeout, options)
-        self._cache = self._shared.fanout
+        self._cache = fanout = self._shared.fanout
+        # The single-key methods go straight to the shard's native store when the shards
+        # use the default Disk (what FanoutCache and Cache would do, minus their frames).
+        self._shards = fanout._shards
+        self._count = len(fanout._shards)
+        self._direct = all(type(shard._disk) is Disk for shard in fanout._shards)
 
     @property
     def directory(self):
@@ -291,9 +299,30 @@ class DjangoCache(BaseCache):
                 warnings.warn(message, CacheKeyWarning)
 
     def _key(self, key, version):
+        """``make_key`` then ``validate_key``; with Django's own key function and neither
+        method overridden, the same in fewer steps."""
+        cls = type(self)
+        if (
+            self.key_func is default_key_func
+            and cls.make_key is _BASE_MAKE_KEY
+            and cls.validate_key is _OUR_VALIDATE_KEY
+        ):
+            key = '%s:%s:%s' % (self.key_prefix, self.version if version is None else version, key)
+            if len(key) > MEMCACHE_MAX_KEY_LENGTH or ' ' in key or not key.isprintable():
+                self.validate_key(key)
+            return key
         key = self.make_key(key, version=version)
         self.validate_key(key)
         return key
+
+    def _shard_store(self, key):
+        """The native store of the shard ``key`` belongs on (the FanoutCache's choice),
+        or None when the shards use a custom Disk."""
+        if not self._direct:
+            return None
+        if type(key) is str:
+            return self._shards[zlib.adler32(key.encode('utf-8')) % self._count]._store
+        return self._cache._shard(key)._store
 
     # --- Django's methods ---
 
@@ -308,12 +337,24 @@ class DjangoCache(BaseCache):
             value = _readable(value)
         key = self._key(key, version)
         timeout = self.get_backend_timeout(timeout=timeout)
-        return self._cache.add(key, value, timeout, read, tag, retry)
+        store = self._shard_store(key)
+        if store is None:
+            return self._cache.add(key, value, timeout, read, tag, retry)
+        try:
+            return store.set(key, value, time.time(), timeout, read, tag, retry, True)
+        except Timeout:
+            return False
 
     def get(self, key, default=None, version=None, read=False, expire_time=False, tag=False, retry=False):
         """The value of ``key``, or ``default``; never waits for a writer."""
         key = self._key(key, version)
-        return self._cache.get(key, default, read, expire_time, tag, retry)
+        store = self._shard_store(key)
+        if store is None:
+            return self._cache.get(key, default, read, expire_time, tag, retry)
+        try:
+            return store.get(key, time.time(), default, read, expire_time, tag)
+        except (Timeout, sqlite3.OperationalError):
+            return default
 
     def read(self, key, version=None):
         """The value of ``key`` as a file object; KeyError if missing."""
@@ -330,7 +371,13 @@ class DjangoCache(BaseCache):
             value = _readable(value)
         key = self._key(key, version)
         timeout = self.get_backend_timeout(timeout=timeout)
-        return self._cache.set(key, value, timeout, read, tag, retry)
+        store = self._shard_store(key)
+        if store is None:
+            return self._cache.set(key, value, timeout, read, tag, retry)
+        try:
+            return store.set(key, value, time.time(), timeout, read, tag, retry)
+        except Timeout:
+            return False
 
     def touch(self, key, timeout=DEFAULT_TIMEOUT, version=None, retry=True):
         """Sets a new timeout on ``key``; returns whether it was there."""
@@ -346,7 +393,13 @@ class DjangoCache(BaseCache):
     def delete(self, key, version=None, retry=True):
         """Removes ``key``; returns whether it was there."""
         key = self._key(key, version)
-        return self._cache.delete(key, retry)
+        store = self._shard_store(key)
+        if store is None:
+            return self._cache.delete(key, retry)
+        try:
+            return store.delete(key, time.time(), retry)
+        except Timeout:
+            return False
 
     def incr(self, key, delta=1, version=None, default=None, retry=True):
         """Adds ``delta`` to the number under ``key`` (atomically, across processes);
@@ -364,14 +417,16 @@ class DjangoCache(BaseCache):
     def has_key(self, key, version=None):
         """Whether ``key`` is present and not expired."""
         key = self._key(key, version)
-        return key in self._cache
+        store = self._shard_store(key)
+        if store is None:
+            return key in self._cache
+        return store.contains(key, time.time())
 
     def get_many(self, keys, version=None):
         """A dict of the given keys that are present, with their values."""
-        get = self._cache.get
         found = {}
         for key in keys:
-            value = get(self._key(key, version), _MISSING)
+            value = self.get(key, _MISSING, version)
             if value is not _MISSING:
                 found[key] = value
         return found
@@ -384,19 +439,16 @@ class DjangoCache(BaseCache):
         >>> cache.set_many({'x': 1, 'y': 2}, timeout=60)
         []
         """
-        timeout = self.get_backend_timeout(timeout=timeout)
-        store = self._cache.set
         failed = []
         for key, value in data.items():
-            if not store(self._key(key, version), value, timeout, False, None, retry):
+            if not self.set(key, value, timeout, version, retry=retry):
                 failed.append(key)
         return failed
 
     def delete_many(self, keys, version=None, retry=True):
         """Removes the given keys."""
-        remove = self._cache.delete
         for key in keys:
-            remove(self._key(key, version), retry)
+            self.delete(key, version, retry)
 
     def incr_version(self, key, delta=1, version=None):
         """Moves ``key`` from ``version`` to ``version + delta``, keeping its value, its
@@ -590,3 +642,7 @@ class DjangoCache(BaseCache):
 
     async def aclose(self, **kwargs):
         return await self._in_thread(self.close, **kwargs)
+
+
+_BASE_MAKE_KEY = BaseCache.make_key
+_OUR_VALIDATE_KEY = DjangoCache.validate_key
