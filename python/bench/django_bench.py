@@ -22,7 +22,9 @@ one that returned False.
 Prints, per backend, process count and operation: count, misses, median, p90, p99, max
 and total; then the ratios to this package ("Nx": the other took N times as long), and
 writes a plot (target/py-bench/django-bench.png, or --plot PATH) and the numbers
-(target/py-bench/django-results.json).
+(target/py-bench/django-results.json). It also measures, for both DjangoCaches, what
+surrounds the workload in a site: close() after each request and the next get, a new
+instance per thread or request, and awaited gets (against Django's default wrapper).
 """
 
 import argparse
@@ -95,9 +97,12 @@ def _django_cache(entry):
     import django
 
     django.setup()
-    from django.core.cache import cache
+    from django.core.cache import caches
 
-    return cache
+    # The backend instance, as python-diskcache's benchmark takes it (the module-level
+    # django.core.cache.cache proxy adds a look-up of about 2.5 us to every call, the
+    # same for every backend).
+    return caches['default']
 
 
 def prepare_main(args):
@@ -153,6 +158,92 @@ def worker_main(args):
             samples.tofile(writer)
     with open(args.out + '.json', 'w') as writer:
         json.dump(misses, writer)
+
+
+def extras_main(args):
+    """Costs around the workload, for one DjangoCache (this package's or python-diskcache's,
+    whichever this venv has): a request's close() and the next get; a new instance with
+    an already used configuration (Django makes one per thread, and under ASGI per
+    request); and awaited gets, ours against Django's default async wrapper."""
+    import asyncio
+    import statistics
+
+    from django.core.cache.backends.base import BaseCache
+
+    root = tempfile.mkdtemp(prefix='django-bench-extras-')
+    try:
+        entry = {
+            'BACKEND': 'diskcache.DjangoCache',
+            'LOCATION': os.path.join(root, 'cache'),
+            'OPTIONS': {'eviction_policy': 'least-recently-used', 'statistics': 1},
+        }
+        cache = _django_cache(entry)
+        from diskcache import DjangoCache
+
+        for number in range(100):
+            cache.set(number, b'v' * 100)
+        clock = time.perf_counter
+
+        def median_us(samples):
+            return statistics.median(samples) * 1e6
+
+        out = {}
+        # A request: ten gets, then Django's close(); then the next request's first get.
+        closes, firsts = [], []
+        for request in range(2000):
+            for number in range(10):
+                cache.get(number)
+            start = clock()
+            cache.close()
+            middle = clock()
+            cache.get(request % 100)
+            end = clock()
+            closes.append(middle - start)
+            firsts.append(end - middle)
+        out['close() after a request'] = median_us(closes)
+        out['first get after close()'] = median_us(firsts)
+        params = {'OPTIONS': entry['OPTIONS']}
+        news = []
+        for _ in range(200):
+            start = clock()
+            DjangoCache(entry['LOCATION'], params)
+            news.append(clock() - start)
+        out['new instance, configuration in use'] = median_us(news)
+        fresh = []
+        for number in range(20):
+            start = clock()
+            DjangoCache(os.path.join(root, 'fresh-%d' % number), params)
+            fresh.append(clock() - start)
+        out['new instance, new directory (8 shards opened)'] = median_us(fresh)
+
+        async def timed(get, count=2000):
+            samples = []
+            for number in range(count):
+                start = clock()
+                await get(number % 100)
+                samples.append(clock() - start)
+            return median_us(samples)
+
+        async def concurrent(get, count=2000):
+            start = clock()
+            await asyncio.gather(*(get(number % 100) for number in range(count)))
+            return (clock() - start) / count * 1e6
+
+        async def awaits():
+            django_default = lambda key: BaseCache.aget(cache, key)  # noqa: E731
+            results = {
+                'await aget() (this backend)': await timed(cache.aget),
+                "await aget() (Django's default: one shared thread)": await timed(django_default),
+                'await aset() (this backend)': await timed(lambda key: cache.aset(key, b'w' * 100)),
+                '2000 concurrent aget(), per call (this backend)': await concurrent(cache.aget),
+                "2000 concurrent aget(), per call (Django's default)": await concurrent(django_default),
+            }
+            return results
+
+        out.update(asyncio.run(awaits()))
+        print(json.dumps(out))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 # --- servers ---------------------------------------------------------------------------------
@@ -268,15 +359,21 @@ def run_backend(python, template, addresses, procs, args, env):
             workers.append((out, subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
                 cwd=root)))
-        for _, worker in workers:
-            if worker.stdout.readline().strip() != 'ready':
-                raise RuntimeError('a worker failed to start')
-        for _, worker in workers:  # all at once
-            worker.stdin.write('go\n')
-            worker.stdin.flush()
-        for _, worker in workers:
-            if worker.wait() != 0:
-                raise RuntimeError('a worker failed')
+        try:
+            for _, worker in workers:
+                if worker.stdout.readline().strip() != 'ready':
+                    raise RuntimeError('a worker failed to start')
+            for _, worker in workers:  # all at once
+                worker.stdin.write('go\n')
+                worker.stdin.flush()
+            for _, worker in workers:
+                if worker.wait() != 0:
+                    raise RuntimeError('a worker failed')
+        except BaseException:
+            for _, worker in workers:
+                worker.kill()
+                worker.wait()
+            raise
         summary = {}
         for action in ACTIONS:
             samples = array.array('d')
@@ -341,6 +438,21 @@ def print_tables(results):
                 ]
                 cells.append('%.1fx' % (summary[action]['total'] / ours[action]['total']))
                 print('| %s | %s | %s | %s |' % (procs, name, action, ' | '.join(cells)))
+
+
+def print_extras(extras):
+    names = list(extras)
+    if not names:
+        return
+    print('\nAround the workload (medians; LRU policy, statistics on, 8 shards):')
+    print('| measure | ' + ' | '.join(names) + ' |')
+    print('|---|' + '---|' * len(names))
+    rows = []
+    for result in extras.values():
+        rows += [row for row in result if row not in rows and row != 'failed']
+    for row in rows:
+        cells = [fmt_us(extras[n][row]) if row in extras[n] else '-' for n in names]
+        print('| %s | %s |' % (row, ' | '.join(cells)))
 
 
 def check_targets(results):
@@ -415,7 +527,7 @@ fig.savefig(path, dpi=80)
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    for hidden in ('--worker', '--prepare'):
+    for hidden in ('--worker', '--prepare', '--extras-worker'):
         parser.add_argument(hidden, action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--entry', help=argparse.SUPPRESS)
     parser.add_argument('--seed', type=int, default=0, help=argparse.SUPPRESS)
@@ -424,7 +536,9 @@ def main():
     parser.add_argument('--range', type=int, default=1100, help='number of keys')
     parser.add_argument('--warmup', type=int, default=1000, help='untimed first operations')
     parser.add_argument('--procs', default='1,8', help='process counts, comma-separated')
-    parser.add_argument('--only', default='', help='backends to run, comma-separated')
+    parser.add_argument('--only', default='',
+                        help='backends to run, comma-separated (the results of the last run '
+                             'are kept for the others)')
     parser.add_argument('--ours', default=os.path.join(ROOT, '.venv', 'bin', 'python'),
                         help="the Python that has this package (default ./.venv's)")
     parser.add_argument('--plot', default=os.path.join(VENVS, 'django-bench.png'))
@@ -433,6 +547,8 @@ def main():
         return prepare_main(args)
     if args.worker:
         return worker_main(args)
+    if args.extras_worker:
+        return extras_main(args)
 
     os.makedirs(VENVS, exist_ok=True)
     with open(os.path.join(VENVS, 'pip.log'), 'a') as log:
@@ -447,6 +563,16 @@ def main():
     env['XDG_STATE_HOME'] = state  # this package's per-user pickle key, out of $HOME
     env.pop('DJANGO_SETTINGS_MODULE', None)
     chosen = [n for n in BACKENDS if not args.only or n in args.only.split(',')]
+    extras = {}
+    for name, venv in ((OURS, 'ours'), ('python-diskcache 5.6.3', 'upstream')):
+        if pythons[venv] and name in chosen:
+            done = subprocess.run(
+                [pythons[venv], os.path.abspath(__file__), '--extras-worker'],
+                capture_output=True, text=True, env=env)
+            if done.returncode == 0:
+                extras[name] = json.loads(done.stdout.strip().splitlines()[-1])
+            else:
+                extras[name] = {'failed': done.stderr.strip().splitlines()[-1:]}
     results = {}
     work = tempfile.mkdtemp(prefix='django-bench-servers-')
     try:
@@ -470,12 +596,27 @@ def main():
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(state, ignore_errors=True)
-    with open(os.path.join(VENVS, 'django-results.json'), 'w') as writer:
+    saved = os.path.join(VENVS, 'django-results.json')
+    saved_extras = os.path.join(VENVS, 'django-extras.json')
+    if args.only and os.path.exists(saved):
+        # A partial run updates the last full one: the other backends keep their numbers.
+        with open(saved) as reader:
+            previous = json.load(reader)
+        for procs, by_backend in results.items():
+            previous.setdefault(procs, {}).update(by_backend)
+        results = previous
+        if os.path.exists(saved_extras):
+            with open(saved_extras) as reader:
+                extras = dict(json.load(reader), **extras)
+    with open(saved, 'w') as writer:
         json.dump(results, writer, indent=1)
+    with open(saved_extras, 'w') as writer:
+        json.dump(extras, writer, indent=1)
     print('ops per process %d, keys %d, warm-up %d; Python %s' % (
         args.ops, args.range, args.warmup, sys.version.split()[0]))
     print_tables(results)
     check_targets(results)
+    print_extras(extras)
     if pythons['clients']:
         plot(results, args.plot, pythons['clients'])
 

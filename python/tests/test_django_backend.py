@@ -193,6 +193,37 @@ def test_incr_from_several_processes_loses_nothing(tmp_path):
     assert DjangoCache(directory, {'SHARDS': 2}).get('shared') == 800
 
 
+def _open_and_set(directory, number, queue):
+    try:
+        cache = DjangoCache(directory, {'SHARDS': 8, 'DATABASE_TIMEOUT': 0.001})
+        queue.put(cache.set('process-%d' % number, number))
+    except BaseException as error:
+        queue.put(repr(error))
+
+
+def test_processes_opening_one_cache_at_once_all_open(tmp_path):
+    # Opening may need a shard's writer lock; with a short DATABASE_TIMEOUT and eight
+    # processes starting together, each one still opens (it waits, as python-diskcache's
+    # set-up does) instead of failing with Timeout.
+    import multiprocessing
+
+    directory = str(tmp_path / 'c')
+    context = multiprocessing.get_context('spawn')
+    queue = context.Queue()
+    processes = [
+        context.Process(target=_open_and_set, args=(directory, number, queue))
+        for number in range(8)
+    ]
+    for process in processes:
+        process.start()
+    results = [queue.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(60)
+    assert results == [True] * 8
+    cache = DjangoCache(directory, {'SHARDS': 8})
+    assert sorted(cache.get('process-%d' % n) for n in range(8)) == list(range(8))
+
+
 def test_get_many_set_many_delete_many(cache):
     assert cache.set_many({'a': 1, 'b': 2, 'c': 3}) == []
     assert cache.get_many(['a', 'c', 'x']) == {'a': 1, 'c': 3}

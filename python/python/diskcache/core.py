@@ -546,7 +546,14 @@ class Cache:
         given = {key: value for key, value in settings.items() if key not in METADATA}
         protocol = given.get('disk_pickle_protocol', DEFAULT_SETTINGS['disk_pickle_protocol'])
         self._codec = Codec(secret, signed, int(protocol), [key for key in older if key])
-        self._store = Store(directory, timeout, self._codec)
+        while True:
+            try:
+                self._store = Store(directory, timeout, self._codec)
+                break
+            except Timeout:
+                # Opening may need the writer lock (to create or recover the cache); like
+                # python-diskcache's set-up statements, it waits as long as that takes.
+                time.sleep(0.001)
 
         stored = json.loads(self._store.settings())
         sets = dict(DEFAULT_SETTINGS)
