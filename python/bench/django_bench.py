@@ -209,12 +209,21 @@ def extras_main(args):
             DjangoCache(entry['LOCATION'], params)
             news.append(clock() - start)
         out['new instance, configuration in use'] = median_us(news)
-        fresh = []
-        for number in range(20):
+        reopened = []
+        for _ in range(10):
+            # The first instance in a new process: nothing of this cache is open there.
+            done = subprocess.run(
+                [sys.executable, os.path.abspath(__file__), '--open-worker',
+                 '--entry', json.dumps(entry)],
+                capture_output=True, text=True, check=True)
+            reopened.append(float(done.stdout.strip().splitlines()[-1]))
+        out['first instance in a process (opens the 8 shards)'] = median_us(reopened)
+        created = []
+        for number in range(10):
             start = clock()
-            DjangoCache(os.path.join(root, 'fresh-%d' % number), params)
-            fresh.append(clock() - start)
-        out['new instance, new directory (8 shards opened)'] = median_us(fresh)
+            DjangoCache(os.path.join(root, 'new-%d' % number), params)
+            created.append(clock() - start)
+        out['a new cache directory (creates the 8 shards)'] = median_us(created)
 
         async def timed(get, count=2000):
             samples = []
@@ -244,6 +253,23 @@ def extras_main(args):
         print(json.dumps(out))
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def open_main(args):
+    """Prints how long the first DjangoCache instance in this process takes to make."""
+    entry = json.loads(args.entry)
+    from django.conf import settings
+
+    settings.configure(SECRET_KEY='django-bench-only', USE_TZ=True)
+    import django
+
+    django.setup()
+    from diskcache import DjangoCache
+
+    params = {'OPTIONS': entry['OPTIONS']}
+    start = time.perf_counter()
+    DjangoCache(entry['LOCATION'], params)
+    print(time.perf_counter() - start)
 
 
 # --- servers ---------------------------------------------------------------------------------
@@ -407,6 +433,7 @@ def fmt_us(micros):
 
 
 def print_tables(results):
+    results = {procs: results[procs] for procs in sorted(results, key=int)}
     for procs, by_backend in results.items():
         print('\n%s process(es), %s' % (procs, 'latency per operation'))
         print('| backend | op | count | miss | median | p90 | p99 | max | total |')
@@ -496,7 +523,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt
 results, path = json.load(open(sys.argv[1])), sys.argv[2]
 stats = ['median', 'p90', 'p99', 'max']
-procs_list = list(results)
+procs_list = sorted(results, key=int)
 fig, axes = plt.subplots(len(procs_list), 3, figsize=(15, 4.6 * len(procs_list)), squeeze=False)
 for row, procs in enumerate(procs_list):
     names = [n for n, s in results[procs].items() if 'skipped' not in s]
@@ -527,7 +554,7 @@ fig.savefig(path, dpi=80)
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    for hidden in ('--worker', '--prepare', '--extras-worker'):
+    for hidden in ('--worker', '--prepare', '--extras-worker', '--open-worker'):
         parser.add_argument(hidden, action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--entry', help=argparse.SUPPRESS)
     parser.add_argument('--seed', type=int, default=0, help=argparse.SUPPRESS)
@@ -535,7 +562,9 @@ def main():
     parser.add_argument('--ops', type=int, default=100000, help='operations per process')
     parser.add_argument('--range', type=int, default=1100, help='number of keys')
     parser.add_argument('--warmup', type=int, default=1000, help='untimed first operations')
-    parser.add_argument('--procs', default='1,8', help='process counts, comma-separated')
+    parser.add_argument('--procs', default='1,8',
+                        help="process counts, comma-separated ('': the measures around the "
+                             "workload only)")
     parser.add_argument('--only', default='',
                         help='backends to run, comma-separated (the results of the last run '
                              'are kept for the others)')
@@ -549,6 +578,8 @@ def main():
         return worker_main(args)
     if args.extras_worker:
         return extras_main(args)
+    if args.open_worker:
+        return open_main(args)
 
     os.makedirs(VENVS, exist_ok=True)
     with open(os.path.join(VENVS, 'pip.log'), 'a') as log:
@@ -577,7 +608,7 @@ def main():
     work = tempfile.mkdtemp(prefix='django-bench-servers-')
     try:
         with servers(work) as addresses:
-            for procs in [int(p) for p in args.procs.split(',')]:
+            for procs in [int(p) for p in args.procs.split(',') if p]:
                 results[str(procs)] = by_backend = {}
                 for name in chosen:
                     venv, template = BACKENDS[name]
