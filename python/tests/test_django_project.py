@@ -42,9 +42,10 @@ def empty_caches():
     yield
 
 
-def visit(path, session=None):
-    """Requests ``path`` from a new process on the same site root; its JSON report."""
-    env = dict(os.environ)
+def visit(path, session=None, **environ):
+    """Requests ``path`` from a new process on the same site root (with ``environ`` added
+    to its environment); its JSON report."""
+    env = dict(os.environ, **environ)
     env['PYTHONPATH'] = TESTS + os.pathsep + env.get('PYTHONPATH', '')
     command = [sys.executable, '-m', 'djangoproject.visit', path]
     if session is not None:
@@ -92,6 +93,23 @@ def test_a_page_cached_by_a_second_process_is_served_here():
     response = Client().get('/counted/')
     assert response.content.decode() == report['body']
     assert views.COUNTS['counted'] == 0
+
+
+def test_a_rotated_secret_key_still_reads_cached_pages_while_it_is_a_fallback():
+    from django.conf import settings
+
+    first = Client().get('/counted/').content.decode()  # a pickled response, signed
+    assert views.COUNTS['counted'] == 1
+    rotated = visit(
+        '/counted/',
+        DJANGOPROJECT_SECRET_KEY='the-next-secret',
+        DJANGOPROJECT_SECRET_KEY_FALLBACKS=settings.SECRET_KEY,
+    )
+    assert rotated['body'] == first and rotated['counts'].get('counted', 0) == 0
+    # Once the old key is dropped, its entries are misses (never unpickled): recomputed.
+    dropped = visit('/counted/', DJANGOPROJECT_SECRET_KEY='the-next-secret')
+    assert dropped['counts']['counted'] == 1
+    assert dropped['body'] == 'computed by process %d, run 1' % dropped['pid']
 
 
 def log_in(client):
