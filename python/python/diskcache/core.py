@@ -546,6 +546,7 @@ class Cache:
         given = {key: value for key, value in settings.items() if key not in METADATA}
         protocol = given.get('disk_pickle_protocol', DEFAULT_SETTINGS['disk_pickle_protocol'])
         self._codec = Codec(secret, signed, int(protocol), [key for key in older if key])
+        creating_until = None
         while True:
             try:
                 self._store = Store(directory, timeout, self._codec)
@@ -554,6 +555,17 @@ class Cache:
                 # Opening may need the writer lock (to create or recover the cache); like
                 # python-diskcache's set-up statements, it waits as long as that takes.
                 time.sleep(0.001)
+            except OperationalError as error:
+                # A process creating this cache right now writes its first files before
+                # its meta file, and the engine takes a look in between for damage. Look
+                # again for a moment: a creation takes milliseconds, damage stays.
+                if 'the meta file is missing' not in str(error):
+                    raise
+                if creating_until is None:
+                    creating_until = time.monotonic() + 2.0
+                elif time.monotonic() > creating_until:
+                    raise
+                time.sleep(0.005)
 
         stored = json.loads(self._store.settings())
         sets = dict(DEFAULT_SETTINGS)
