@@ -15,6 +15,18 @@ os.environ.pop('DISKCACHE_PICKLE_KEY', None)
 
 import diskcache as dc  # noqa: E402
 
+# Django, when installed, runs with the test site's settings (python/tests/djangoproject),
+# whose caches and database live in a temporary directory of their own.
+try:
+    import django
+except ImportError:
+    django = None
+else:
+    _SITE_ROOT = tempfile.mkdtemp(prefix='diskcache-tests-site-')
+    os.environ['DJANGOPROJECT_ROOT'] = _SITE_ROOT
+    os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'djangoproject.settings')
+    django.setup()
+
 
 class _RunsCode:
     """Unpickling this creates a file: the proof that code ran."""
@@ -61,3 +73,5 @@ def fanout(tmp_path):
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_STATE, ignore_errors=True)
+    if django is not None:
+        shutil.rmtree(_SITE_ROOT, ignore_errors=True)

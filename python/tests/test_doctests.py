@@ -14,7 +14,7 @@ import diskcache.recipes
 MINIMUM = {
     diskcache: 4,
     diskcache.core: 80,
-    diskcache.djangocache: 8,
+    diskcache.djangocache: 40,
     diskcache.fanout: 30,
     diskcache.persistent: 90,
     diskcache.recipes: 40,

@@ -1,5 +1,5 @@
-"""Many processes on one directory (started with spawn): counters, the Lock recipe, and
-a Deque used as a queue between producers and consumers."""
+"""Many processes on one directory (started with spawn, or forked): counters, the Lock
+recipe, a Deque used as a queue between producers and consumers, and concurrent creation."""
 
 import multiprocessing
 
@@ -85,3 +85,45 @@ def test_a_deque_between_processes_loses_and_duplicates_nothing(tmp_path):
     taken = [item for items in dc.Index(results).values() for item in items]
     assert sorted(taken) == list(range(300))
     assert len(dc.Deque(directory=directory)) == 0
+
+
+# Run in a process of its own: forking the test process, which may have threads by now,
+# is not safe.
+CREATE_AT_ONCE = """
+import os, sys
+import diskcache as dc
+root = sys.argv[1]
+for round_ in range(10):
+    directory = os.path.join(root, 'c%d' % round_)
+    children = []
+    for number in range(8):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                dc.Cache(directory, timeout=0.001).set(number, number, retry=True)
+                os._exit(0)
+            except BaseException:
+                os._exit(1)
+        children.append(pid)
+    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
+    assert codes == [0] * 8, (round_, codes)
+    assert sorted(dc.Cache(directory)) == list(range(8)), round_
+print('all opened')
+"""
+
+
+def test_processes_creating_one_cache_at_once_all_open(tmp_path):
+    # Eight processes create the same new cache at once, ten times over: each one opens
+    # it (a creator's first files appear before its meta file, and a short lock timeout
+    # makes the others wait for the writer lock; neither is an error).
+    import os
+    import subprocess
+    import sys
+
+    if not hasattr(os, 'fork'):
+        return
+    done = subprocess.run(
+        [sys.executable, '-c', CREATE_AT_ONCE, str(tmp_path)], capture_output=True, text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == 'all opened', done.stderr

@@ -758,7 +758,14 @@ class Cache:
         given = {key: value for key, value in settings.items() if key not in METADATA}
         protocol = given.get('disk_pickle_protocol', DEFAULT_SETTINGS['disk_pickle_protocol'])
         self._codec = _make_codec(self._pickle_key, self._pickle_key_fallbacks, int(protocol))
-        self._store = Store(directory, timeout, self._codec, keeps_displaced=disk is not Disk)
+        while True:
+            try:
+                self._store = Store(directory, timeout, self._codec, keeps_displaced=disk is not Disk)
+                break
+            except Timeout:
+                # Opening may need the writer lock (to create or recover the cache); like
+                # python-diskcache's set-up statements, it waits as long as that takes.
+                time.sleep(0.001)
 
         stored = json.loads(self._store.settings())
         current = dict(DEFAULT_SETTINGS)
